@@ -1,0 +1,184 @@
+"""Chunked candidate evaluation shared by every search algorithm.
+
+Candidates are generated and scored ``chunk_size`` at a time; between chunks the progress
+callback runs (ComfyUI's ProgressBar raises there on cancel), so a search is interruptible and
+its memory is bounded by the chunk plus the top-K kept. An out-of-memory error halves the chunk
+and the search goes on.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .noise import make_noise_batch
+from .result import Candidate, SearchResult, rank_key
+
+
+@dataclass
+class Batch:
+    """What ``generate`` returns: ``samples`` are what the verifier scores; ``extras`` are kept alongside
+    for the top-K (e.g. latents), and ``early`` is the x0 prediction at sigma ~ 0.4 for the
+    self-supervised verifier. Every tensor has the candidates on dim 0."""
+
+    samples: torch.Tensor
+    extras: dict = field(default_factory=dict)
+    early: torch.Tensor = None
+
+    def __len__(self):
+        return self.samples.shape[0]
+
+    def select(self, idx):
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        ex = {k: v[idx] for k, v in self.extras.items()}
+        return Batch(self.samples[idx], ex, None if self.early is None else self.early[idx])
+
+    def tensors(self):
+        return {"samples": self.samples, **self.extras}
+
+
+def as_batch(out):
+    if isinstance(out, Batch):
+        return out
+    if torch.is_tensor(out):
+        return Batch(out)
+    raise TypeError(f"generate() must return a tensor or a Batch, got {type(out).__name__}")
+
+
+def call_score(score, batch):
+    """Call ``score(batch)`` and check it returns one finite float per candidate."""
+    s = score(batch)
+    s = torch.as_tensor(s).detach().to("cpu", torch.float64).flatten()
+    if s.numel() != len(batch):
+        raise ValueError(f"score() returned {s.numel()} scores for {len(batch)} candidates; it must return one per candidate")
+    bad = (~torch.isfinite(s)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"the verifier returned non-finite scores (NaN or inf) for candidates {bad} of this chunk: {s[bad].tolist()}; scores must be finite numbers")
+    return s
+
+
+def check_positive_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (hasattr(value, "__index__")):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def is_oom(err):
+    return isinstance(err, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in str(err).lower()
+
+
+class Evaluator:
+    """Runs generate+score over recipes in chunks and keeps the history, the NFE count and the top-K samples."""
+
+    def __init__(self, algorithm, params, shape, generate, score, *, nfe_per_candidate, chunk_size=8, top_k=4,
+                 cfg_multiplier=1, on_step=None, on_scored=None):
+        self.shape = tuple(shape)
+        self.generate, self.score = generate, score
+        self.nfe_per_candidate = check_positive_int(nfe_per_candidate, "nfe_per_candidate")
+        self.chunk_size = check_positive_int(chunk_size, "chunk_size")
+        self.top_k_n = check_positive_int(top_k, "top_k")
+        self.on_step, self.on_scored = on_step, on_scored
+        self.result = SearchResult(algorithm, params, [], 0, cfg_multiplier=cfg_multiplier, completed=False)
+        self._kept = None  # Batch of top-K samples aligned with result.top_k
+        self.progress_total = 1
+        self.progress_done = 0
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def add_nfe(self, n):
+        self.result.nfe += int(n)
+
+    def record(self, recipes, scores, batch, round=0, per_candidate_nfe=None, keep=True):
+        """Append scored candidates to the history; merge them into the top-K unless ``keep`` is False
+        (intermediate x0 predictions of search over paths are scored but are not final samples)."""
+        cands = []
+        per = self.nfe_per_candidate if per_candidate_nfe is None else per_candidate_nfe
+        for j, r in enumerate(recipes):
+            self.result.nfe += per
+            c = Candidate(len(self.result.history), r, float(scores[j]), self.result.nfe, round)
+            self.result.history.append(c)
+            cands.append(c)
+        if not keep:
+            if self.on_scored is not None:
+                self.on_scored(cands, self.result)
+            return cands
+        merged = list(self.result.top_k) + cands
+        merged_batch = batch if self._kept is None else concat_batches(self._kept, batch)
+        order = sorted(range(len(merged)), key=lambda i: rank_key(merged[i]))[: self.top_k_n]
+        self.result.top_k = [merged[i] for i in order]
+        self._kept = merged_batch.select(order)
+        self.result.top_k_samples = self._kept.tensors()
+        if self.on_scored is not None:
+            self.on_scored(cands, self.result)
+        return cands
+
+    def step(self, n=1):
+        self.progress_done += n
+        if self.on_step is not None:
+            self.on_step(min(self.progress_done, self.progress_total), self.progress_total)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, recipes, round=0):
+        """Generate and score ``recipes`` chunk by chunk; returns their Candidates in order."""
+        out, i, chunk = [], 0, self.chunk_size
+        while i < len(recipes):
+            part = recipes[i: i + chunk]
+            try:
+                batch = as_batch(self.generate(make_noise_batch(part, self.shape)))
+                if len(batch) != len(part):
+                    raise ValueError(f"generate() returned {len(batch)} samples for {len(part)} noises")
+                scores = call_score(self.score, batch)
+            except Exception as err:  # noqa: BLE001 - only OOM is handled; everything else re-raises
+                if is_oom(err) and chunk > 1:
+                    chunk = max(1, chunk // 2)
+                    self.chunk_size = chunk
+                    continue
+                raise
+            out += self.record(part, scores, batch, round)
+            i += len(part)
+            self.step(len(part))
+        return out
+
+    def finish(self):
+        self.result.completed = True
+        return self.result
+
+
+def concat_batches(a, b):
+    ex = {k: torch.cat([a.extras[k], b.extras[k]]) for k in a.extras}
+    early = None if a.early is None or b.early is None else torch.cat([a.early, b.early])
+    return Batch(torch.cat([a.samples, b.samples]), ex, early)
+
+
+def run_guarded(ev, body, on_interrupt=None):
+    """Run ``body()``; if anything escapes (cancel, Ctrl-C, an error), hand the partial result to
+    ``on_interrupt`` first so the best so far is never lost, then re-raise."""
+    try:
+        body()
+    except BaseException:
+        if on_interrupt is not None and ev.result.history:
+            on_interrupt(ev.result)
+        raise
+    return ev.finish()
+
+
+def plan_count(count, budget, nfe_per_candidate, what="count"):
+    """Resolve a candidate count against an NFE budget (either may be None, not both)."""
+    if count is None and budget is None:
+        raise ValueError(f"give {what} or an NFE budget")
+    if budget is not None:
+        budget = check_positive_int(budget, "budget (NFE)")
+        if budget < nfe_per_candidate:
+            raise ValueError(f"NFE budget {budget} is below one candidate ({nfe_per_candidate} NFE each); raise the budget to >= {nfe_per_candidate}")
+    if count is None:
+        return budget // nfe_per_candidate
+    count = check_positive_int(count, what)
+    if budget is not None and count * nfe_per_candidate > budget:
+        raise ValueError(f"{what} {count} x {nfe_per_candidate} NFE = {count * nfe_per_candidate} exceeds the NFE budget {budget}; "
+                         f"use {what} <= {budget // nfe_per_candidate} or raise the budget")
+    return count
+
+
+def ceil_div(a, b):
+    return int(math.ceil(a / b))

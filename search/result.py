@@ -1,0 +1,84 @@
+"""What a search returns: every candidate with its recipe and score, the winner, the top-K."""
+
+import json
+from dataclasses import dataclass, field
+
+import torch
+
+from .noise import recipe_to_dict
+
+
+@dataclass
+class Candidate:
+    """One scored candidate. ``nfe`` is the search NFE spent when it was scored (the paper's x-axis)."""
+
+    index: int
+    recipe: object
+    score: float
+    nfe: int
+    round: int = 0
+    scores: dict = field(default_factory=dict)  # per-verifier raw scores, when an ensemble scored it
+
+    def to_dict(self):
+        d = {"index": self.index, "recipe": recipe_to_dict(self.recipe), "score": self.score, "nfe": self.nfe, "round": self.round}
+        if self.scores:
+            d["scores"] = self.scores
+        return d
+
+
+def rank_key(c):
+    """Ordering of candidates: higher score first, then earlier index (stable, deterministic tie-break)."""
+    return (-c.score, c.index)
+
+
+@dataclass
+class SearchResult:
+    algorithm: str
+    params: dict
+    history: list
+    nfe: int  # model evaluations per sample, summed over candidates (the paper's NFE)
+    cfg_multiplier: int = 1
+    top_k: list = field(default_factory=list)  # Candidates, best first
+    top_k_samples: dict = field(default_factory=dict)  # name -> tensor [K, ...] aligned with top_k
+    completed: bool = True
+
+    @property
+    def winner(self):
+        if not self.top_k:
+            raise ValueError(f"{self.algorithm}: no candidate was evaluated, so there is no winner")
+        return self.top_k[0]
+
+    @property
+    def forward_passes(self):
+        """Network forward passes per sample counted with CFG's doubling (cond + uncond)."""
+        return self.nfe * self.cfg_multiplier
+
+    def winner_sample(self, name="samples"):
+        return self.top_k_samples[name][:1]
+
+    def scores(self):
+        return torch.tensor([c.score for c in self.history], dtype=torch.float64)
+
+    def curve(self):
+        """Best score so far against search NFE: [(nfe, best)] at every scored candidate."""
+        best, out = -float("inf"), []
+        for c in sorted(self.history, key=lambda c: (c.nfe, c.index)):
+            best = max(best, c.score)
+            out.append((c.nfe, best))
+        return out
+
+    def to_dict(self):
+        return {
+            "algorithm": self.algorithm,
+            "params": self.params,
+            "completed": self.completed,
+            "nfe": self.nfe,
+            "forward_passes": self.forward_passes,
+            "cfg_multiplier": self.cfg_multiplier,
+            "winner": self.winner.to_dict() if self.top_k else None,
+            "top_k": [c.to_dict() for c in self.top_k],
+            "history": [c.to_dict() for c in self.history],
+        }
+
+    def to_json(self, **kw):
+        return json.dumps(self.to_dict(), **kw)

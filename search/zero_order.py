@@ -1,0 +1,56 @@
+"""Zero-order search (ZO-N, Ma et al. 2025, Sec. 3.2): N neighbours on the sphere around a pivot
+noise (same norm, cosine ``lam`` to it) are scored each iteration; the pivot moves to the best
+neighbour (the paper always moves). Cost per iteration: N candidates; the pivot itself is
+scored only with ``score_pivot=True``."""
+
+from .evaluate import Evaluator, check_positive_int, plan_count, run_guarded
+from .noise import NeighbourRecipe, SeedRecipe, check_seed, derive_seed
+from .result import rank_key
+
+
+def neighbours(pivot, iteration, n, lam, base_seed):
+    if not (0.0 < float(lam) < 1.0):
+        raise ValueError(f"lambda (cosine similarity to the pivot) must be in (0, 1), got {lam}")
+    return [NeighbourRecipe(pivot, iteration, j, float(lam), derive_seed(base_seed, iteration, j)) for j in range(n)]
+
+
+def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, iterations=None, lam=0.95, budget=None,
+                      nfe_per_candidate, score_pivot=False, pivot=None, chunk_size=8, top_k=4, cfg_multiplier=1,
+                      on_step=None, on_scored=None, on_interrupt=None):
+    """ZO-N from pivot ``pivot`` (default: the noise of ``seed``) for ``iterations`` rounds (or as many as the NFE budget allows)."""
+    seed = check_seed(seed)
+    n = check_positive_int(neighbours_per_iter, "neighbours per iteration (N)")
+    if not (0.0 < float(lam) < 1.0):
+        raise ValueError(f"lambda (cosine similarity to the pivot) must be in (0, 1), got {lam}")
+    per_iter = n * nfe_per_candidate
+    first = nfe_per_candidate if score_pivot else 0
+    if iterations is None:
+        if budget is None:
+            raise ValueError("give iterations or an NFE budget")
+        iterations = plan_count(None, budget - first, per_iter, "iterations") if budget - first >= per_iter else 0
+        if iterations < 1:
+            raise ValueError(f"NFE budget {budget} is below one zero-order iteration ({per_iter} NFE = N {n} x {nfe_per_candidate}"
+                             f"{' + the pivot' if score_pivot else ''}); raise the budget to >= {per_iter + first}")
+    else:
+        iterations = check_positive_int(iterations, "iterations")
+        if budget is not None and iterations * per_iter + first > budget:
+            raise ValueError(f"iterations {iterations} x {per_iter} NFE{' + pivot' if score_pivot else ''} = {iterations * per_iter + first} "
+                             f"exceeds the NFE budget {budget}; use iterations <= {max(0, (budget - first) // per_iter)}")
+    pivot = SeedRecipe(seed) if pivot is None else pivot
+    params = {"seed": seed, "neighbours_per_iter": n, "iterations": iterations, "lambda": float(lam), "budget": budget,
+              "score_pivot": score_pivot, "nfe_per_candidate": nfe_per_candidate, "chunk_size": chunk_size}
+    ev = Evaluator("zero_order", params, shape, generate, score, nfe_per_candidate=nfe_per_candidate, chunk_size=chunk_size,
+                   top_k=top_k, cfg_multiplier=cfg_multiplier, on_step=on_step, on_scored=on_scored)
+    ev.progress_total = iterations * n + (1 if score_pivot else 0)
+    state = {"pivot": pivot}
+
+    def body():
+        if score_pivot:
+            ev.evaluate([state["pivot"]], round=0)
+        for k in range(iterations):
+            cands = ev.evaluate(neighbours(state["pivot"], k, n, lam, seed), round=k + 1)
+            state["pivot"] = min(cands, key=rank_key).recipe
+
+    result = run_guarded(ev, body, on_interrupt)
+    result.params["final_pivot"] = state["pivot"].describe()
+    return result
