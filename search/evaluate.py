@@ -130,8 +130,8 @@ class Evaluator:
                     raise ValueError(f"generate() returned {len(batch)} samples for {len(part)} noises")
                 scores = call_score(self.score, batch)
             except Exception as err:  # noqa: BLE001 - only OOM is handled; everything else re-raises
-                if is_oom(err) and chunk > 1:
-                    chunk = max(1, chunk // 2)
+                if is_oom(err) and len(part) > 1:
+                    chunk = max(1, len(part) // 2)
                     self.chunk_size = chunk
                     continue
                 raise
