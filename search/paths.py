@@ -129,3 +129,31 @@ def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backwar
         x = _integrate(denoise, x, sig, i - df, j)
         i = j
     return _integrate(denoise, x, sig, i, len(sig) - 1)
+
+
+def steps_from_times(sigmas, start, delta_f, delta_b, sigma_to_time):
+    """Map the paper's continuous path parameters (SiT time: 0 = data, 1 = noise; Ma et al. App. A.3
+    use start 0.11, delta_f 0.78, delta_b 0.81) onto the host's grid: (start_step, forward_steps, backward_steps).
+    Each time is snapped to the nearest grid point; delta_b stays > delta_f."""
+    sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
+    times = [float(sigma_to_time(s)) for s in sig]
+    nearest = lambda tau: min(range(len(times)), key=lambda i: (abs(times[i] - tau), i))
+    i0 = min(nearest(start), len(sig) - 2)
+    i_up = nearest(times[i0] + delta_f)
+    df = i0 - i_up
+    i_back = nearest(times[i0] + delta_f - delta_b)
+    db = max(i_back - i_up, df + 1)
+    return i0, max(df, 0) if i_up <= i0 else 0, db
+
+
+def path_search_nfe(sigmas, *, paths, width, start_step, forward_steps, backward_steps, step_nfe=None):
+    """The exact NFE a path search will spend (same accounting as ``path_search``)."""
+    sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
+    start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
+    step_nfe = step_nfe or (lambda a, b: 1)
+    last, total, i = len(sig) - 1, paths * _span_nfe(step_nfe, sig, 0, start_step), start_step
+    while i < last:
+        j = min(i - df + db, last)
+        total += paths * width * (_span_nfe(step_nfe, sig, i - df, j) + (0 if j == last else int(step_nfe(sig[j], 0.0))))
+        i = j
+    return total
