@@ -65,6 +65,32 @@ def check_positive_int(value, name, minimum=1):
     return int(value)
 
 
+DEFAULT_TOP_K = 4
+
+
+def resolve_top_k(top_k, total, what):
+    """The top-K kept: ``None`` keeps up to DEFAULT_TOP_K; an explicit ``top_k`` must be in [1, total]
+    (asking to keep more candidates than the search scores is an error, not a silent clamp)."""
+    if top_k is None:
+        return max(1, min(DEFAULT_TOP_K, total))
+    top_k = check_positive_int(top_k, "top_k")
+    if top_k > total:
+        raise ValueError(f"top_k {top_k} is larger than the {total} candidates this search keeps ({what}); "
+                         f"use top_k in [1, {total}] or search more candidates")
+    return top_k
+
+
+def check_shape(shape):
+    """One candidate's latent shape: a tuple of positive ints with batch 1, e.g. (1, 4, 64, 64)."""
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"latent shape must be a tuple of ints with batch 1, e.g. (1, 4, 64, 64), got {shape!r}") from err
+    if len(shape) < 2 or shape[0] != 1 or min(shape) < 1:
+        raise ValueError(f"latent shape must be one candidate's shape with batch 1 and sizes >= 1, e.g. (1, 4, 64, 64), got {shape}")
+    return shape
+
+
 def is_oom(err):
     return isinstance(err, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in str(err).lower()
 
@@ -73,17 +99,52 @@ class Evaluator:
     """Runs generate+score over recipes in chunks and keeps the history, the NFE count and the top-K samples."""
 
     def __init__(self, algorithm, params, shape, generate, score, *, nfe_per_candidate, chunk_size=8, top_k=4,
-                 cfg_multiplier=1, on_step=None, on_scored=None):
-        self.shape = tuple(shape)
+                 cfg_multiplier=1, on_step=None, on_scored=None, resume_from=None):
+        self.shape = check_shape(shape)
         self.generate, self.score = generate, score
         self.nfe_per_candidate = check_positive_int(nfe_per_candidate, "nfe_per_candidate")
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
         self.top_k_n = check_positive_int(top_k, "top_k")
+        cfg_multiplier = check_positive_int(cfg_multiplier, "cfg_multiplier (network passes per model call)")
         self.on_step, self.on_scored = on_step, on_scored
         self.result = SearchResult(algorithm, params, [], 0, cfg_multiplier=cfg_multiplier, completed=False)
         self._kept = None  # Batch of top-K samples aligned with result.top_k
         self.progress_total = 1
         self.progress_done = 0
+        self._replay = 0  # candidates of ``resume_from`` handed back so far
+        self._resumed = 0
+        if resume_from is not None:
+            self._resume(resume_from)
+
+    def _resume(self, partial):
+        """Start from an interrupted search's scored candidates (same algorithm and parameters, chunk size
+        included, so every later chunk has the same boundaries); ``evaluate`` hands them back in order
+        instead of generating them again, so the finished result equals an uninterrupted run's."""
+        if partial.algorithm != self.result.algorithm:
+            raise ValueError(f"resume_from is a {partial.algorithm!r} search; it cannot resume a {self.result.algorithm!r} search")
+        diff = {k: (partial.params.get(k), v) for k, v in self.result.params.items() if partial.params.get(k) != v}
+        if diff:
+            raise ValueError("resume_from was made with other parameters: " +
+                             ", ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in sorted(diff.items())) +
+                             "; resume with the same parameters or start afresh")
+        if partial.history and not partial.top_k_samples:
+            raise ValueError("resume_from has scored candidates but no top-K samples (top_k_samples); "
+                             "pass the samples saved with it (they are not in the JSON)")
+        if self.top_k_n > len(partial.top_k) and len(partial.history) > len(partial.top_k):
+            raise ValueError(f"resume_from kept the samples of only its top {len(partial.top_k)} candidates; "
+                             f"resume with top_k <= {len(partial.top_k)} (got {self.top_k_n})")
+        kept = {k: v for k, v in partial.top_k_samples.items()}
+        if kept and any(v.shape[0] != len(partial.top_k) for v in kept.values()):
+            raise ValueError(f"resume_from holds {len(partial.top_k)} top-K candidates but top-K samples of batch "
+                             f"{[v.shape[0] for v in kept.values()]}; they must match")
+        self.result.history = list(partial.history)
+        self.result.nfe = partial.nfe
+        self.result.top_k = list(partial.top_k)[: self.top_k_n]
+        if kept:
+            samples = kept.pop("samples")
+            self._kept = Batch(samples, kept).select(list(range(len(self.result.top_k))))
+            self.result.top_k_samples = self._kept.tensors()
+        self._resumed = self.result.resumed = len(partial.history)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def add_nfe(self, n):
@@ -123,6 +184,16 @@ class Evaluator:
         """Generate and score ``recipes`` chunk by chunk; returns their Candidates in order."""
         out, i, chunk = [], 0, self.chunk_size
         while i < len(recipes):
+            if self._replay < self._resumed:  # already scored before the interruption
+                prior = self.result.history[self._replay]
+                if prior.recipe != recipes[i]:
+                    raise ValueError(f"resume_from does not match this search: its candidate {self._replay} is "
+                                     f"{prior.recipe.describe()}, this search's is {recipes[i].describe()}")
+                out.append(prior)
+                self._replay += 1
+                i += 1
+                self.step(1)
+                continue
             part = recipes[i: i + chunk]
             try:
                 batch = as_batch(self.generate(make_noise_batch(part, self.shape)))

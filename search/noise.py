@@ -24,7 +24,11 @@ def derive_seed(*parts):
 
 
 def check_seed(seed, name="seed"):
-    if isinstance(seed, bool) or int(seed) != seed or not (0 <= int(seed) <= MAX_SEED):
+    try:
+        ok = not isinstance(seed, (bool, str, bytes)) and int(seed) == seed and 0 <= int(seed) <= MAX_SEED
+    except (TypeError, ValueError, OverflowError):  # None, NaN, inf, objects with no int()
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
     return int(seed)
 
@@ -125,16 +129,25 @@ def recipe_to_dict(recipe):
     return d
 
 
+RECIPE_FIELDS = {"seed": ("seed",), "neighbour": ("pivot", "iteration", "index", "lam", "seed"),
+                 "path": ("parent", "step", "index", "seed")}
+
+
 def recipe_from_dict(d):
+    if not isinstance(d, dict):
+        raise ValueError(f"a recipe must be a dict with a 'kind' ('seed', 'neighbour' or 'path'), got {type(d).__name__}: {d!r}")
     d = dict(d)
-    kind = d.pop("kind")
+    kind = d.pop("kind", None)
+    if kind not in RECIPE_FIELDS:
+        raise ValueError(f"unknown recipe kind {kind!r}; expected 'seed', 'neighbour' or 'path'")
+    missing = [f for f in RECIPE_FIELDS[kind] if f not in d]
+    if missing:
+        raise ValueError(f"{kind} recipe is missing {missing}; a {kind} recipe has the fields {list(RECIPE_FIELDS[kind])}")
     if kind == "seed":
-        return SeedRecipe(int(d["seed"]))
+        return SeedRecipe(check_seed(d["seed"]))
     if kind == "neighbour":
-        return NeighbourRecipe(recipe_from_dict(d["pivot"]), int(d["iteration"]), int(d["index"]), float(d["lam"]), int(d["seed"]))
-    if kind == "path":
-        return PathRecipe(recipe_from_dict(d["parent"]), int(d["step"]), int(d["index"]), int(d["seed"]))
-    raise ValueError(f"unknown recipe kind {kind!r}; expected 'seed', 'neighbour' or 'path'")
+        return NeighbourRecipe(recipe_from_dict(d["pivot"]), int(d["iteration"]), int(d["index"]), float(d["lam"]), check_seed(d["seed"]))
+    return PathRecipe(recipe_from_dict(d["parent"]), int(d["step"]), int(d["index"]), check_seed(d["seed"]))
 
 
 def make_noise_batch(recipes, shape):

@@ -14,8 +14,8 @@ model calls per sample.
 
 import torch
 
-from .evaluate import Batch, Evaluator, as_batch, call_score, check_positive_int, run_guarded
-from .noise import PathRecipe, derive_seed, make_noise_batch
+from .evaluate import Batch, Evaluator, as_batch, call_score, check_positive_int, resolve_top_k, run_guarded
+from .noise import PathRecipe, check_seed, derive_seed, make_noise_batch
 from .random_search import seed_pool
 from .result import rank_key
 
@@ -26,6 +26,9 @@ def edm_renoise(x, sigma_from, sigma_to, noise):
 
 
 def check_path_params(sigmas, start_step, forward_steps, backward_steps):
+    bad = [s for s in sigmas if not (s >= 0 and s != float("inf"))]
+    if len(sigmas) < 2 or bad or any(b > a for a, b in zip(sigmas, sigmas[1:])):
+        raise ValueError(f"sigmas must be a non-increasing grid of >= 2 finite sigmas >= 0 (steps + 1, ending in 0), got {sigmas}")
     last = len(sigmas) - 1
     start_step = check_positive_int(start_step, "start_step", minimum=0)
     forward_steps = check_positive_int(forward_steps, "delta_f (forward re-noising steps)", minimum=0)
@@ -55,13 +58,16 @@ def _span_nfe(step_nfe, sigmas, i, j):
 
 
 def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, start_step, forward_steps, backward_steps,
-                step_nfe=None, prepare=None, renoise=edm_renoise, decode=None, chunk_size=8, top_k=4, cfg_multiplier=1,
+                step_nfe=None, prepare=None, renoise=edm_renoise, decode=None, chunk_size=8, top_k=None, cfg_multiplier=1,
                 on_step=None, on_scored=None, on_interrupt=None):
-    """Paths-N with ``paths`` = N initial noises (seeds seed..seed+N-1) and ``width`` = M re-noisings per path."""
+    """Paths-N with ``paths`` = N initial noises (seeds seed..seed+N-1) and ``width`` = M re-noisings per path.
+    The top-K are final-round candidates, so an explicit ``top_k`` is at most N x M (default: up to 4)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
+    seed = check_seed(seed)
     n = check_positive_int(paths, "paths (N)")
     m = check_positive_int(width, "width (M re-noisings per path)")
+    top_k = resolve_top_k(top_k, n * m, f"the final round's N x M = {n} x {m} branches")
     step_nfe = step_nfe or (lambda a, b: 1)
     prepare = prepare or (lambda noise: noise * sig[0])
     decode = decode or (lambda x: x)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .noise import recipe_to_dict
+from .noise import recipe_from_dict, recipe_to_dict
 
 
 @dataclass
@@ -25,6 +25,11 @@ class Candidate:
             d["scores"] = self.scores
         return d
 
+    @classmethod
+    def from_dict(cls, d):
+        return cls(int(d["index"]), recipe_from_dict(d["recipe"]), float(d["score"]), int(d["nfe"]), int(d.get("round", 0)),
+                   dict(d.get("scores", {})))
+
 
 def rank_key(c):
     """Ordering of candidates: higher score first, then earlier index (stable, deterministic tie-break)."""
@@ -41,6 +46,7 @@ class SearchResult:
     top_k: list = field(default_factory=list)  # Candidates, best first
     top_k_samples: dict = field(default_factory=dict)  # name -> tensor [K, ...] aligned with top_k
     completed: bool = True
+    resumed: int = 0  # candidates taken over from an interrupted run (``resume_from``) instead of re-scored
 
     @property
     def winner(self):
@@ -68,7 +74,7 @@ class SearchResult:
         return out
 
     def to_dict(self):
-        return {
+        d = {
             "algorithm": self.algorithm,
             "params": self.params,
             "completed": self.completed,
@@ -79,6 +85,26 @@ class SearchResult:
             "top_k": [c.to_dict() for c in self.top_k],
             "history": [c.to_dict() for c in self.history],
         }
+        if self.resumed:
+            d["resumed"] = self.resumed
+        return d
+
+    @classmethod
+    def from_dict(cls, d, top_k_samples=None):
+        """The inverse of ``to_dict`` (e.g. an interrupted run's JSON); samples are not in the JSON, so pass
+        ``top_k_samples`` (name -> tensor [K, ...]) to resume from it."""
+        try:
+            history = [Candidate.from_dict(c) for c in d["history"]]
+            by_index = {c.index: c for c in history}
+            top_k = [by_index[int(c["index"])] for c in d["top_k"]]
+            r = cls(str(d["algorithm"]), dict(d["params"]), history, int(d["nfe"]), int(d.get("cfg_multiplier", 1)),
+                    top_k, dict(top_k_samples or {}), bool(d.get("completed", False)), int(d.get("resumed", 0)))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a search result: missing or malformed field {err}; expected the JSON written by "
+                             f"SearchResult.to_json (algorithm, params, nfe, top_k, history)") from err
+        if [c.index for c in history] != list(range(len(history))):
+            raise ValueError("not a search result: history indices must be 0, 1, 2, ... in order")
+        return r
 
     def to_json(self, **kw):
         return json.dumps(self.to_dict(), **kw)

@@ -3,7 +3,7 @@ noise (same norm, cosine ``lam`` to it) are scored each iteration; the pivot mov
 neighbour (the paper always moves). Cost per iteration: N candidates; the pivot itself is
 scored only with ``score_pivot=True``."""
 
-from .evaluate import Evaluator, check_positive_int, plan_count, run_guarded
+from .evaluate import Evaluator, check_positive_int, plan_count, resolve_top_k, run_guarded
 from .noise import NeighbourRecipe, SeedRecipe, check_seed, derive_seed
 from .result import rank_key
 
@@ -15,9 +15,12 @@ def neighbours(pivot, iteration, n, lam, base_seed):
 
 
 def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, iterations=None, lam=0.95, budget=None,
-                      nfe_per_candidate, score_pivot=False, pivot=None, chunk_size=8, top_k=4, cfg_multiplier=1,
-                      on_step=None, on_scored=None, on_interrupt=None):
-    """ZO-N from pivot ``pivot`` (default: the noise of ``seed``) for ``iterations`` rounds (or as many as the NFE budget allows)."""
+                      nfe_per_candidate, score_pivot=False, pivot=None, chunk_size=8, top_k=None, cfg_multiplier=1,
+                      on_step=None, on_scored=None, on_interrupt=None, resume_from=None):
+    """ZO-N from pivot ``pivot`` (default: the noise of ``seed``) for ``iterations`` rounds (or as many as the NFE budget allows).
+
+    ``top_k`` and ``resume_from`` as in ``random_search`` (a resumed run re-walks the pivots from the
+    recorded scores, so it ends exactly where an uninterrupted run does)."""
     seed = check_seed(seed)
     n = check_positive_int(neighbours_per_iter, "neighbours per iteration (N)")
     if not (0.0 < float(lam) < 1.0):
@@ -36,12 +39,15 @@ def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, 
         if budget is not None and iterations * per_iter + first > budget:
             raise ValueError(f"iterations {iterations} x {per_iter} NFE{' + pivot' if score_pivot else ''} = {iterations * per_iter + first} "
                              f"exceeds the NFE budget {budget}; use iterations <= {max(0, (budget - first) // per_iter)}")
+    total = iterations * n + (1 if score_pivot else 0)
+    top_k = resolve_top_k(top_k, total, f"{iterations} iterations x N = {n}{' + the pivot' if score_pivot else ''}")
     pivot = SeedRecipe(seed) if pivot is None else pivot
     params = {"seed": seed, "neighbours_per_iter": n, "iterations": iterations, "lambda": float(lam), "budget": budget,
               "score_pivot": score_pivot, "nfe_per_candidate": nfe_per_candidate, "chunk_size": chunk_size}
     ev = Evaluator("zero_order", params, shape, generate, score, nfe_per_candidate=nfe_per_candidate, chunk_size=chunk_size,
-                   top_k=top_k, cfg_multiplier=cfg_multiplier, on_step=on_step, on_scored=on_scored)
-    ev.progress_total = iterations * n + (1 if score_pivot else 0)
+                   top_k=top_k, cfg_multiplier=cfg_multiplier, on_step=on_step, on_scored=on_scored,
+                   resume_from=resume_from)
+    ev.progress_total = total
     state = {"pivot": pivot}
 
     def body():
