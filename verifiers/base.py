@@ -5,7 +5,15 @@ Conditions are one prompt string or class id per image (or one shared by all, or
 A verifier returns a float32 CPU tensor of B scores.
 """
 
+from collections import OrderedDict
+
 import torch
+import torch.nn.functional as F
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_images(images, name="images"):
@@ -34,32 +42,156 @@ def broadcast_conditions(conditions, batch, name="conditions"):
     return conditions
 
 
+def to_rgb_nchw(images):
+    """IMAGE [B,H,W,C] (C = 1, 3 or 4) -> float [B,3,H,W] in 0..1 (grey repeated, alpha dropped)."""
+    x = images[..., :3] if images.shape[-1] >= 3 else images[..., :1].expand(*images.shape[:-1], 3)
+    return x.permute(0, 3, 1, 2).float()
+
+
+def resize_shortest(x, size):
+    """Bicubic+antialias resize of [B,C,H,W] so the shorter side is ``size`` (torchvision ``Resize(int)``
+    rounding: the longer side is ``int(size * long / short)``); clamped to 0..1 like a uint8 image."""
+    h, w = x.shape[-2:]
+    if min(h, w) == size:
+        return x
+    if h <= w:
+        nh, nw = size, int(size * w / h)
+    else:
+        nh, nw = int(size * h / w), size
+    return F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+def center_crop(x, size):
+    """torchvision ``CenterCrop``: offsets ``round((H - size) / 2)``; pads with 0 when the image is smaller."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        ph, pw = max(size - h, 0), max(size - w, 0)
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top: top + size, left: left + size]
+
+
+def resize_max_pad(x, size, fill=0.0):
+    """open_clip ``ResizeMaxSize`` (HPSv2's evaluation transform): longer side to ``size``, pad to a square."""
+    h, w = x.shape[-2:]
+    scale = size / float(max(h, w))
+    nh, nw = round(h * scale), round(w * scale)
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+    ph, pw = size - nh, size - nw
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=fill)
+
+
+class ImagePreprocess:
+    """Torch preprocessing of IMAGE tensors of any size: resize (bicubic, antialias), centre crop (or pad),
+    normalise. ``mode``: "crop" (CLIP/DINO style: shorter side to ``resize``, centre crop ``crop``),
+    "pad" (longer side to ``crop`` then pad, HPSv2) or "squash" (resize straight to ``crop`` x ``crop``)."""
+
+    def __init__(self, crop=224, resize=None, mean=CLIP_MEAN, std=CLIP_STD, mode="crop"):
+        if mode not in ("crop", "pad", "squash"):
+            raise ValueError(f"preprocess mode must be 'crop', 'pad' or 'squash', got {mode!r}")
+        self.crop, self.resize = int(crop), int(resize or crop)
+        self.mean, self.std, self.mode = tuple(float(m) for m in mean), tuple(float(s) for s in std), mode
+
+    def __call__(self, images, device=None, dtype=torch.float32):
+        x = to_rgb_nchw(check_images(images))
+        if device is not None:
+            x = x.to(device)
+        if self.mode == "crop":
+            x = center_crop(resize_shortest(x, self.resize), self.crop)
+        elif self.mode == "pad":
+            x = resize_max_pad(x, self.crop)
+        elif tuple(x.shape[-2:]) != (self.crop, self.crop):
+            x = F.interpolate(x, size=(self.crop, self.crop), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return ((x - mean) / std).to(dtype)
+
+    def __repr__(self):
+        return f"ImagePreprocess(crop={self.crop}, resize={self.resize}, mode={self.mode!r})"
+
+
+class EmbeddingCache:
+    """LRU dict keyed by prompt (or class id): each distinct condition is embedded once.
+    ``get_many(keys, compute)`` calls ``compute(missing_keys) -> Tensor[len(missing), ...]`` once per call."""
+
+    def __init__(self, maxsize=256):
+        self.maxsize = int(maxsize)
+        self.data = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get_many(self, keys, compute):
+        missing = []
+        for k in keys:
+            if k in self.data:
+                self.data.move_to_end(k)
+            elif k not in missing:
+                missing.append(k)
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        fresh = {}
+        if missing:
+            vals = compute(missing)
+            for k, v in zip(missing, vals):
+                fresh[k] = v
+                if self.maxsize > 0:
+                    self.data[k] = v
+                    self.data.move_to_end(k)
+            while len(self.data) > self.maxsize:
+                self.data.popitem(last=False)
+        return torch.stack([fresh[k] if k in fresh else self.data[k] for k in keys])
+
+    def clear(self):
+        self.data.clear()
+        self.hits = self.misses = 0
+
+    def __len__(self):
+        return len(self.data)
+
+
 class Verifier:
     """Base class. Subclasses implement ``_score(images, conditions, early) -> Tensor[B]``.
 
     ``name`` is the verifier kind, ``weights_id`` identifies its weights (a path or a name),
     ``needs_early`` marks verifiers that read the x0 prediction at sigma ~ 0.4 (self-supervised).
+    ``score`` splits the batch into ``batch_size`` pieces; text / class embeddings go through
+    ``self.cache`` (an LRU :class:`EmbeddingCache` keyed by prompt; ``cache_size=0`` disables it).
     """
 
     name = "verifier"
     condition = None  # "prompt", "class" or None
     needs_early = False
+    higher_is_better = True
 
-    def __init__(self, weights_id="", device="cpu", dtype=torch.float32, batch_size=16):
+    def __init__(self, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=256):
         self.weights_id = str(weights_id)
         self.device = torch.device(device)
         self.dtype = dtype
-        if int(batch_size) < 1:
+        if isinstance(batch_size, bool) or int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        self.cache = EmbeddingCache(cache_size)
 
     def describe(self):
-        return {"name": self.name, "weights": self.weights_id, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+        return {"name": self.name, "weights": self.weights_id, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "condition": self.condition, "needs_early": self.needs_early}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(weights={self.weights_id!r}, device={self.device}, dtype={self.dtype})"
+
+    def check_conditions(self, conds):
+        """Validate per-image conditions for this verifier's condition kind (prompt / class / none)."""
+        if self.condition == "prompt":
+            for c in conds:
+                if not isinstance(c, str):
+                    raise ValueError(f"{self.name} verifier needs a text prompt per image, got {c!r}")
+        return conds
 
     @torch.no_grad()
     def score(self, images, conditions=None, early=None):
         images = check_images(images)
-        conds = broadcast_conditions(conditions, images.shape[0])
+        conds = self.check_conditions(broadcast_conditions(conditions, images.shape[0]))
         if self.needs_early:
             if early is None:
                 raise ValueError(f"{self.name} verifier needs the early x0 prediction (early=...), none was given")
@@ -79,6 +211,28 @@ class Verifier:
         raise NotImplementedError
 
 
+def class_ids(conditions, num_classes, name="class id"):
+    """Per-image class ids as ints in [0, num_classes); bools, strings and None are refused."""
+    ids = []
+    for c in conditions:
+        ok = c is not None and not isinstance(c, (str, bool)) and float(c) == int(c) and 0 <= int(c) < num_classes
+        if not ok:
+            raise ValueError(f"{name} must be an integer in [0, {num_classes - 1}], got {c!r}")
+        ids.append(int(c))
+    return ids
+
+
+def logits_of(out):
+    """A classifier's output as a logits tensor (plain tensors, HF outputs with ``.logits``, tuples)."""
+    if torch.is_tensor(out):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    raise TypeError(f"classifier returned {type(out).__name__}; expected logits [B, num_classes]")
+
+
 class ClassifierVerifier(Verifier):
     """Class-logit verifier over any torch classifier: the score is the logit of the wanted class
     (Ma et al.'s supervised verifiers). ``preprocess`` maps IMAGE [B,H,W,C] to the model's input."""
@@ -93,13 +247,13 @@ class ClassifierVerifier(Verifier):
         self.model = model.to(self.device, dtype).eval()
         self.preprocess, self.num_classes, self.output = preprocess, int(num_classes), output
 
+    def check_conditions(self, conds):
+        class_ids(conds, self.num_classes)
+        return conds
+
     def _score(self, images, conditions, early):
-        ids = []
-        for c in conditions:
-            if c is None or isinstance(c, str) or isinstance(c, bool) or not (0 <= int(c) < self.num_classes):
-                raise ValueError(f"class id must be an integer in [0, {self.num_classes - 1}], got {c!r}")
-            ids.append(int(c))
-        logits = self.model(self.preprocess(images).to(self.device, self.dtype)).float()
+        ids = class_ids(conditions, self.num_classes)
+        logits = logits_of(self.model(self.preprocess(images).to(self.device, self.dtype))).float()
         if self.output == "log_prob":
             logits = logits.log_softmax(-1)
         return logits[torch.arange(len(ids)), torch.tensor(ids, device=logits.device)]

@@ -1,0 +1,467 @@
+"""CLIP-family verifiers on transformers' ``CLIPModel``: CLIPScore, PickScore, HPSv2/v2.1, LAION aesthetic,
+CLIP zero-shot class logits; and the open_clip -> ``CLIPModel`` state-dict conversion (HPSv2 checkpoints).
+
+Scores, as the sources report them:
+- ``clip_score``: raw cosine of the CLIP image and text embeddings (Ma et al. report the raw cosine).
+- ``pick_score``: ``logit_scale.exp() * cosine`` (PickScore paper, ~20 for a good match).
+- ``hpsv2`` / ``hpsv2.1``: raw cosine (``hpsv2.score``: ``image_features @ text_features.T``).
+- ``aesthetic``: LAION MLP on the L2-normalised CLIP ViT-L/14 image embedding (1..10 scale).
+- ``clip_zero_shot``: ``logit_scale.exp() * cosine(image, class embedding)``, the class embedding being the
+  normalised mean of the normalised template embeddings ("a photo of a {}." ...); optionally log-softmax.
+"""
+
+import json
+import os
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import files
+from .base import CLIP_MEAN, CLIP_STD, ImagePreprocess, Verifier, class_ids
+from .imagenet import IMAGENET_CLASSES, IMAGENET_TEMPLATES, SIMPLE_TEMPLATES
+
+CLIP_SOURCE = "huggingface.co/openai/clip-vit-large-patch14 (or any CLIP model saved with save_pretrained)"
+PICKSCORE_SOURCE = "huggingface.co/yuvalkirstain/PickScore_v1 (model) and huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K (tokenizer and preprocessor files)"
+HPS_SOURCE = "huggingface.co/xswu/HPSv2 (HPS_v2_compressed.pt / HPS_v2.1_compressed.pt) and the tokenizer files of huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+AESTHETIC_SOURCE = ("github.com/christophschuhmann/improved-aesthetic-predictor (sac+logos+ava1-l14-linearMSE.pth) "
+                    "and huggingface.co/openai/clip-vit-large-patch14 (the CLIP folder)")
+
+CLIP_TOKENIZER_FILES = ["tokenizer.json (or vocab.json + merges.txt)", "tokenizer_config.json"]
+
+
+# -- folders -------------------------------------------------------------------------------------
+
+def preprocess_from_folder(folder, default_size=224, mean=CLIP_MEAN, std=CLIP_STD, mode="crop"):
+    """Crop size / resize / mean / std from ``preprocessor_config.json`` (4.x) or ``processor_config.json``
+    (5.x) when the folder has one; otherwise CLIP defaults at ``default_size``."""
+    cfg = None
+    for n in ("preprocessor_config.json", "processor_config.json"):
+        p = os.path.join(folder, n)
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8") as f:
+                cfg = json.load(f)
+            cfg = cfg.get("image_processor", cfg)
+            break
+    if not cfg:
+        return ImagePreprocess(default_size, default_size, mean, std, mode)
+
+    def _size(v, key):
+        if isinstance(v, dict):
+            return v.get(key) or v.get("height") or v.get("shortest_edge")
+        return v
+
+    crop = _size(cfg.get("crop_size"), "height") or _size(cfg.get("size"), "shortest_edge") or default_size
+    resize = _size(cfg.get("size"), "shortest_edge") or crop
+    if cfg.get("do_center_crop") is False:
+        crop = resize
+    return ImagePreprocess(crop, resize, cfg.get("image_mean", mean), cfg.get("image_std", std), mode)
+
+
+def load_tokenizer(folder, verifier, source):
+    from transformers import AutoTokenizer
+
+    expected = CLIP_TOKENIZER_FILES
+    t = files.find_file(folder, files.TOKENIZER_FILES, verifier, expected, source, what="tokenizer.json (or vocab.json + merges.txt)")
+    files.check_json(t, verifier, expected, source)
+    if t.endswith("vocab.json"):
+        files.find_file(folder, ["merges.txt"], verifier, expected, source)
+    return files.from_pretrained(AutoTokenizer, folder, verifier, source)
+
+
+def load_clip_folder(path, verifier="clip_score", source=CLIP_SOURCE, need_text=True):
+    """A transformers CLIP folder (``CLIPModel``, or ``CLIPVisionModelWithProjection`` when ``need_text`` is
+    False) -> (model, tokenizer or None, preprocess)."""
+    from transformers import CLIPModel, CLIPVisionModelWithProjection
+
+    extra = ["preprocessor_config.json (optional)"]
+    folder = files.as_folder(path, verifier, ["config.json", "model.safetensors"] + (CLIP_TOKENIZER_FILES if need_text else []), source)
+    cfg = files.check_hf_folder(folder, verifier, source, need_tokenizer=need_text, extra_expected=extra)
+    mt = cfg.get("model_type")
+    if mt == "clip":
+        model = files.from_pretrained(CLIPModel, folder, verifier, source)
+    elif mt == "clip_vision_model" and not need_text:
+        model = files.from_pretrained(CLIPVisionModelWithProjection, folder, verifier, source)
+    else:
+        raise files.CorruptWeightsError(
+            f"{verifier} verifier: {os.path.join(folder, 'config.json')} has model_type {mt!r}; expected 'clip'"
+            f"{' or clip_vision_model' if not need_text else ''} (a CLIP model saved with save_pretrained; get one from {source})")
+    tok = load_tokenizer(folder, verifier, source) if need_text else None
+    return model, tok, preprocess_from_folder(folder, model.config.vision_config.image_size if hasattr(model.config, "vision_config") else model.config.image_size)
+
+
+# -- verifiers -----------------------------------------------------------------------------------
+
+class CLIPBase(Verifier):
+    """Shared CLIP towers: normalised image embeddings (batched) and normalised text embeddings (LRU-cached)."""
+
+    condition = "prompt"
+
+    def __init__(self, model, tokenizer, preprocess, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=256):
+        super().__init__(weights_id, device, dtype, batch_size, cache_size)
+        self.model = model.to(self.device, dtype).eval()
+        self.tokenizer, self.preprocess = tokenizer, preprocess
+        tc = getattr(model.config, "text_config", None)
+        self.max_length = int(getattr(tc, "max_position_embeddings", 77)) if tc is not None else 77
+
+    @torch.no_grad()
+    def image_embeds(self, images):
+        x = self.preprocess(images, self.device, self.dtype)
+        pooled = self.model.vision_model(pixel_values=x).pooler_output
+        return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts):
+        """Normalised text embeddings of ``texts`` (no cache); padding is harmless (causal mask, EOS pooling)."""
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        out = self.model.text_model(input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device))
+        return F.normalize(self.model.text_projection(out.pooler_output).float(), dim=-1)
+
+    def text_embeds(self, prompts):
+        return self.cache.get_many(list(prompts), self.encode_texts)
+
+    def logit_scale(self):
+        return float(self.model.logit_scale.exp())
+
+    def cosine(self, images, prompts):
+        return (self.image_embeds(images) * self.text_embeds(prompts)).sum(-1)
+
+
+class CLIPScoreVerifier(CLIPBase):
+    """CLIPScore as Ma et al. report it: the raw cosine of CLIP image and text embeddings."""
+
+    name = "clip_score"
+
+    def _score(self, images, conditions, early):
+        return self.cosine(images, conditions)
+
+
+class PickScoreVerifier(CLIPBase):
+    """PickScore: ``logit_scale.exp() * cosine`` of the PickScore CLIP-H model."""
+
+    name = "pick_score"
+
+    def _score(self, images, conditions, early):
+        return self.logit_scale() * self.cosine(images, conditions)
+
+
+class HPSVerifier(CLIPBase):
+    """HPSv2 / v2.1: open_clip ViT-H-14 finetuned; score = raw cosine, on HPSv2's pad-to-square preprocessing."""
+
+    name = "hpsv2"
+
+    def _score(self, images, conditions, early):
+        return self.cosine(images, conditions)
+
+
+class CLIPZeroShotVerifier(CLIPBase):
+    """Prompt-engineered CLIP zero-shot classifier; score = the generation class's logit
+    (``logit_scale.exp() * cos``), or its log-probability over all classes with ``output="log_prob"``.
+    Class embeddings are computed once per class id (LRU cache) from ``templates``."""
+
+    name = "clip_zero_shot"
+    condition = "class"
+
+    def __init__(self, model, tokenizer, preprocess, class_names=None, templates=None, output="logit", **kw):
+        super().__init__(model, tokenizer, preprocess, **kw)
+        if output not in ("logit", "log_prob"):
+            raise ValueError(f"output must be 'logit' or 'log_prob', got {output!r}")
+        self.class_names = resolve_class_names(class_names)
+        self.templates = resolve_templates(templates)
+        self.output = output
+        self.num_classes = len(self.class_names)
+
+    def check_conditions(self, conds):
+        class_ids(conds, self.num_classes)
+        return conds
+
+    def class_embedding_of(self, ids):
+        out = []
+        for c in ids:
+            e = self.encode_texts([t.format(self.class_names[c]) for t in self.templates]).mean(0)
+            out.append(F.normalize(e, dim=-1))
+        return torch.stack(out)
+
+    def class_embeds(self, ids):
+        return self.cache.get_many([int(i) for i in ids], self.class_embedding_of)
+
+    def _score(self, images, conditions, early):
+        ids = class_ids(conditions, self.num_classes)
+        img = self.image_embeds(images)
+        if self.output == "logit":
+            return self.logit_scale() * (img * self.class_embeds(ids)).sum(-1)
+        logits = self.logit_scale() * img @ self.class_embeds(range(self.num_classes)).T
+        return logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)]
+
+
+def resolve_class_names(class_names):
+    """None -> the 1000 ImageNet names; a list/tuple of names; or a path to a text file (one name per line)."""
+    if class_names is None:
+        return list(IMAGENET_CLASSES)
+    if isinstance(class_names, (str, os.PathLike)):
+        if not os.path.isfile(class_names):
+            raise FileNotFoundError(f"class names file {class_names} not found (one class name per line, line i = class id i)")
+        with open(class_names, encoding="utf-8") as f:
+            class_names = [ln.strip() for ln in f if ln.strip()]
+    names = [str(n) for n in class_names]
+    if not names:
+        raise ValueError("class_names is empty; give at least one class name")
+    return names
+
+
+def resolve_templates(templates):
+    if templates is None or templates == "imagenet80":
+        return list(IMAGENET_TEMPLATES)
+    if templates == "simple":
+        return list(SIMPLE_TEMPLATES)
+    if isinstance(templates, str):
+        templates = [templates]
+    templates = list(templates)
+    bad = [t for t in templates if "{}" not in t]
+    if not templates or bad:
+        raise ValueError(f"templates must be 'imagenet80', 'simple' or strings with a '{{}}' for the class name; bad: {bad or templates}")
+    return templates
+
+
+# -- LAION aesthetic -----------------------------------------------------------------------------
+
+class RewardMLP(nn.Module):
+    """The LAION aesthetic / ImageReward head: Linear(d,1024)-Drop-Linear(1024,128)-Drop-Linear(128,64)-Drop-
+    Linear(64,16)-Linear(16,1), no activations; keys ``layers.0/2/4/6/7``."""
+
+    def __init__(self, input_size=768):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(input_size, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
+            nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def load_reward_mlp(sd, path, verifier, expected, source, prefix=""):
+    """A ``RewardMLP`` from the ``{prefix}layers.*`` entries of a state dict (other keys ignored, all head keys required)."""
+    head = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix + "layers.")}
+    need = [f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")]
+    miss = [prefix + k for k in need if k not in head]
+    if miss:
+        raise files.corrupt_error(verifier, path, f"missing the head keys {miss}", expected, source)
+    mlp = RewardMLP(head["layers.0.weight"].shape[1])
+    try:
+        mlp.load_state_dict({k: head[k] for k in need})
+    except RuntimeError as err:
+        raise files.corrupt_error(verifier, path, f"head shapes do not match: {str(err).splitlines()[-1]}", expected, source) from err
+    return mlp.eval()
+
+
+class AestheticVerifier(Verifier):
+    """LAION aesthetic predictor: MLP on the L2-normalised CLIP ViT-L/14 image embedding."""
+
+    name = "aesthetic"
+    condition = None
+
+    def __init__(self, model, mlp, preprocess, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=0):
+        super().__init__(weights_id, device, dtype, batch_size, cache_size)
+        self.model = model.to(self.device, dtype).eval()
+        self.mlp = mlp.to(self.device, dtype).eval()
+        self.preprocess = preprocess
+
+    @torch.no_grad()
+    def image_embeds(self, images):
+        x = self.preprocess(images, self.device, self.dtype)
+        pooled = self.model.vision_model(pixel_values=x).pooler_output
+        return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
+
+    def _score(self, images, conditions, early):
+        return self.mlp(self.image_embeds(images).to(self.dtype)).float().flatten()
+
+
+AESTHETIC_FILE = "sac+logos+ava1-l14-linearMSE.pth"
+
+
+def load_aesthetic(path, device="cpu", dtype=torch.float32, clip_path=None, head=None, batch_size=16, **_):
+    """Folder layout: ``<path>/sac+logos+ava1-l14-linearMSE.pth`` and the CLIP ViT-L/14 folder either in
+    ``<path>/clip/`` or the CLIP files in ``<path>`` itself (or ``clip_path=``). ``path`` may be the .pth file."""
+    name = "aesthetic"
+    expected = [AESTHETIC_FILE, "clip/ (a CLIP ViT-L/14 folder: config.json, model.safetensors)"]
+    folder = files.as_folder(path, name, expected, AESTHETIC_SOURCE)
+    if head is None and os.path.isfile(str(path)):
+        head = str(path)
+    head = head or files.find_file(folder, [AESTHETIC_FILE, "aesthetic.safetensors", "aesthetic.pth"], name, expected, AESTHETIC_SOURCE, what=AESTHETIC_FILE)
+    if clip_path is None:
+        clip_path = os.path.join(folder, "clip") if os.path.isdir(os.path.join(folder, "clip")) else folder
+    if not os.path.isfile(os.path.join(clip_path, "config.json")):
+        raise files.missing_error(name, "the CLIP ViT-L/14 folder (config.json)", clip_path, expected, AESTHETIC_SOURCE)
+    sd = files.load_torch_file(head, name, expected, AESTHETIC_SOURCE)
+    mlp = load_reward_mlp(sd, head, name, expected, AESTHETIC_SOURCE)
+    model, _, pre = load_clip_folder(clip_path, name, AESTHETIC_SOURCE, need_text=False)
+    dim = model.config.projection_dim
+    if mlp.layers[0].in_features != dim:
+        raise files.corrupt_error(name, head, f"the head takes {mlp.layers[0].in_features}-d embeddings but the CLIP model in {clip_path} gives {dim}-d "
+                                  "(the LAION predictor needs CLIP ViT-L/14)", expected, AESTHETIC_SOURCE)
+    return AestheticVerifier(model, mlp, pre, weights_id=head, device=device, dtype=dtype, batch_size=batch_size)
+
+
+# -- open_clip -> transformers CLIPModel ---------------------------------------------------------
+
+def _blocks(sd, prefix):
+    idx = {int(m.group(1)) for k in sd for m in [re.match(re.escape(prefix) + r"(\d+)\.", k)] if m}
+    return sorted(idx)
+
+
+VIT_H14_HEADS = {"vision": 16, "text": 16}  # open_clip ViT-H-14: vision head_width 80 (1280/80), text heads 16
+
+
+def clip_config_from_open_clip(sd, vision_heads=None, text_heads=None, hidden_act="gelu", layer_norm_eps=1e-5, bos_token_id=49406,
+                               eos_token_id=49407):
+    """A transformers ``CLIPConfig`` matching an open_clip ViT state dict (dims read from the shapes).
+    Heads are not in the weights: default ViT-H-14's (16 / 16) when widths are 1280 / 1024, else width // 64.
+    The text tower pools at the first ``eos_token_id`` (CLIP BPE: 49407, also the highest id, so this equals
+    open_clip's argmax pooling; pass the tokenizer's ids for other vocabularies)."""
+    from transformers import CLIPConfig
+
+    vw = sd["visual.class_embedding"].shape[0]
+    tw = sd["token_embedding.weight"].shape[1]
+    patch = sd["visual.conv1.weight"].shape[-1]
+    grid = int(round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5))
+    vl = len(_blocks(sd, "visual.transformer.resblocks."))
+    tl = len(_blocks(sd, "transformer.resblocks."))
+    if vision_heads is None:
+        vision_heads = VIT_H14_HEADS["vision"] if vw == 1280 else max(1, vw // 64)
+    if text_heads is None:
+        text_heads = VIT_H14_HEADS["text"] if tw == 1024 else max(1, tw // 64)
+    vision = dict(hidden_size=vw, intermediate_size=sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+                  num_hidden_layers=vl, num_attention_heads=vision_heads, image_size=grid * patch, patch_size=patch,
+                  hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, projection_dim=sd["visual.proj"].shape[1])
+    text = dict(vocab_size=sd["token_embedding.weight"].shape[0], hidden_size=tw,
+                intermediate_size=sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0], num_hidden_layers=tl,
+                num_attention_heads=text_heads, max_position_embeddings=sd["positional_embedding"].shape[0],
+                hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+                pad_token_id=0, projection_dim=sd["text_projection"].shape[1])
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=sd["text_projection"].shape[1])
+
+
+def vit_h14_config():
+    """The ``CLIPConfig`` of open_clip ViT-H-14 (HPSv2's backbone), built in code."""
+    from transformers import CLIPConfig
+
+    return CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                         max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407,
+                         pad_token_id=0, projection_dim=1024),
+        vision_config=dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, image_size=224,
+                           patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=1024),
+        projection_dim=1024)
+
+
+def convert_open_clip_state_dict(sd):
+    """open_clip ViT CLIP state dict -> transformers ``CLIPModel`` state dict (verifiers.md section 3 key map)."""
+    out = {}
+    if "logit_scale" in sd:
+        out["logit_scale"] = sd["logit_scale"].reshape(())
+    V, T = "vision_model.", "text_model."
+    simple = {
+        "visual.class_embedding": V + "embeddings.class_embedding",
+        "visual.conv1.weight": V + "embeddings.patch_embedding.weight",
+        "visual.positional_embedding": V + "embeddings.position_embedding.weight",
+        "visual.ln_pre.weight": V + "pre_layrnorm.weight", "visual.ln_pre.bias": V + "pre_layrnorm.bias",
+        "visual.ln_post.weight": V + "post_layernorm.weight", "visual.ln_post.bias": V + "post_layernorm.bias",
+        "token_embedding.weight": T + "embeddings.token_embedding.weight",
+        "positional_embedding": T + "embeddings.position_embedding.weight",
+        "ln_final.weight": T + "final_layer_norm.weight", "ln_final.bias": T + "final_layer_norm.bias",
+    }
+    for k, v in simple.items():
+        out[v] = sd[k]
+    out["visual_projection.weight"] = sd["visual.proj"].T.contiguous()
+    out["text_projection.weight"] = sd["text_projection"].T.contiguous()
+    for src, dst in (("visual.transformer.resblocks.", V + "encoder.layers."), ("transformer.resblocks.", T + "encoder.layers.")):
+        for i in _blocks(sd, src):
+            s, d = f"{src}{i}.", f"{dst}{i}."
+            for kind in ("weight", "bias"):
+                q, k_, v_ = sd[f"{s}attn.in_proj_{kind}"].chunk(3, dim=0)
+                out[f"{d}self_attn.q_proj.{kind}"] = q.contiguous()
+                out[f"{d}self_attn.k_proj.{kind}"] = k_.contiguous()
+                out[f"{d}self_attn.v_proj.{kind}"] = v_.contiguous()
+                out[f"{d}self_attn.out_proj.{kind}"] = sd[f"{s}attn.out_proj.{kind}"]
+                out[f"{d}layer_norm1.{kind}"] = sd[f"{s}ln_1.{kind}"]
+                out[f"{d}layer_norm2.{kind}"] = sd[f"{s}ln_2.{kind}"]
+                out[f"{d}mlp.fc1.{kind}"] = sd[f"{s}mlp.c_fc.{kind}"]
+                out[f"{d}mlp.fc2.{kind}"] = sd[f"{s}mlp.c_proj.{kind}"]
+    return out
+
+
+def clip_from_open_clip(sd, config=None, dtype=torch.float32, **config_kw):
+    """Build a ``CLIPModel`` from an open_clip state dict (missing/unexpected keys raise ``ValueError``)."""
+    from transformers import CLIPModel
+
+    config = config or clip_config_from_open_clip(sd, **config_kw)
+    hf = convert_open_clip_state_dict(sd)
+    model = CLIPModel(config)
+    res = model.load_state_dict(hf, strict=False)
+    missing = [k for k in res.missing_keys if not k.endswith("position_ids")]
+    unexpected = list(res.unexpected_keys)
+    if missing or unexpected:
+        raise ValueError(f"open_clip -> CLIPModel conversion: missing {missing[:8]}, unexpected {unexpected[:8]}")
+    return model.to(dtype).eval()
+
+
+HPS_FILES = {"hpsv2": "HPS_v2_compressed.pt", "hpsv2.1": "HPS_v2.1_compressed.pt"}
+
+
+def load_hps(path, device="cpu", dtype=torch.float32, version=None, batch_size=16, allow_pickle=False, tokenizer_path=None,
+             vision_heads=None, text_heads=None, **_):
+    """HPSv2 (``version='hpsv2'``) or v2.1 (``'hpsv2.1'``). Layout: ``<path>/HPS_v2_compressed.pt`` and/or
+    ``HPS_v2.1_compressed.pt``, with a CLIP tokenizer beside it (tokenizer.json or vocab.json + merges.txt, in the
+    folder or in ``tokenizer/``). ``path`` may also be the .pt file itself."""
+    version = version or "hpsv2"
+    name = version
+    ckpt_name = HPS_FILES[version]
+    expected = [ckpt_name, "tokenizer.json (or vocab.json + merges.txt) and tokenizer_config.json, here or in tokenizer/"]
+    folder = files.as_folder(path, name, expected, HPS_SOURCE)
+    ckpt = str(path) if os.path.isfile(str(path)) else files.find_file(folder, [ckpt_name], name, expected, HPS_SOURCE)
+    if tokenizer_path is None:
+        sub = os.path.join(folder, "tokenizer")
+        tokenizer_path = sub if os.path.isdir(sub) else folder
+    if not any(os.path.isfile(os.path.join(tokenizer_path, f)) for f in files.TOKENIZER_FILES):
+        raise files.missing_error(name, "the CLIP tokenizer (tokenizer.json or vocab.json + merges.txt)", tokenizer_path, expected, HPS_SOURCE)
+    raw = files.load_torch_file(ckpt, name, expected, HPS_SOURCE, allow_pickle=allow_pickle)
+    sd = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+    if not isinstance(sd, dict) or "visual.class_embedding" not in {k.replace("module.", "", 1) for k in sd}:
+        raise files.corrupt_error(name, ckpt, "not an open_clip checkpoint (no state_dict with visual.class_embedding)", expected, HPS_SOURCE)
+    sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    tok = load_tokenizer(tokenizer_path, name, HPS_SOURCE)
+    try:
+        model = clip_from_open_clip(sd, vision_heads=vision_heads, text_heads=text_heads, bos_token_id=tok.bos_token_id,
+                                    eos_token_id=tok.eos_token_id)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise files.corrupt_error(name, ckpt, f"open_clip -> CLIPModel conversion failed: {err}", expected, HPS_SOURCE) from err
+    pre = ImagePreprocess(model.config.vision_config.image_size, mode="pad")
+    v = HPSVerifier(model, tok, pre, weights_id=ckpt, device=device, dtype=dtype, batch_size=batch_size)
+    v.name = version
+    return v
+
+
+def load_clip_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, **_):
+    """Layout: a CLIP folder saved with ``save_pretrained`` (config.json, model.safetensors, tokenizer files,
+    preprocessor_config.json optional)."""
+    model, tok, pre = load_clip_folder(path, "clip_score", CLIP_SOURCE)
+    return CLIPScoreVerifier(model, tok, pre, weights_id=str(path), device=device, dtype=dtype, batch_size=batch_size, cache_size=cache_size)
+
+
+def load_pick_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, **_):
+    """Layout: the PickScore_v1 ``CLIPModel`` folder with the CLIP-H tokenizer and preprocessor files copied in."""
+    model, tok, pre = load_clip_folder(path, "pick_score", PICKSCORE_SOURCE)
+    return PickScoreVerifier(model, tok, pre, weights_id=str(path), device=device, dtype=dtype, batch_size=batch_size, cache_size=cache_size)
+
+
+def load_clip_zero_shot(path, device="cpu", dtype=torch.float32, class_names=None, templates=None, output="logit", batch_size=16,
+                        cache_size=1024, **_):
+    """Layout: a CLIP folder (as ``clip_score``); ``class_names`` (list or text file; default the ImageNet names;
+    a ``classnames.txt`` in the folder is used when present), ``templates`` ('imagenet80', 'simple' or a list)."""
+    model, tok, pre = load_clip_folder(path, "clip_zero_shot", CLIP_SOURCE)
+    folder = files.as_folder(path, "clip_zero_shot", [], CLIP_SOURCE)
+    if class_names is None and os.path.isfile(os.path.join(folder, "classnames.txt")):
+        class_names = os.path.join(folder, "classnames.txt")
+    return CLIPZeroShotVerifier(model, tok, pre, class_names=class_names, templates=templates, output=output, weights_id=str(path),
+                                device=device, dtype=dtype, batch_size=batch_size, cache_size=cache_size)

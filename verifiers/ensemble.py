@@ -1,0 +1,158 @@
+"""Verifier ensembles: Ma et al.'s mean-rank rule and a weighted z-score.
+
+Both combine each member's raw scores *relative to a pool of candidates*, so an ensemble score is
+pool-relative: the same image gets a different score in a different pool.
+
+Rules (higher is better for both):
+- ``mean_rank`` (the paper's): per member, rank the pool ascending (worst = 1, best = N); tied raw scores share
+  the average of their ranks (so ties are symmetric and the result does not depend on the order candidates
+  arrive in); the score is the unweighted mean of a candidate's member ranks. Equal mean ranks are left equal:
+  the search core breaks them deterministically by candidate index (earlier first, ``search.result.rank_key``).
+- ``zscore``: per member ``(s - mean) / std`` over the pool (population std; a member whose scores are all equal
+  contributes 0), combined as ``sum(w * z) / sum(w)`` with ``weights`` (default all 1).
+
+How the search uses it. ``score(images, ...)`` ranks within the batch it is given (one chunk). A chunked search
+must instead rank against every candidate seen so far:
+
+1. ``ens.reset_pool()`` when the search starts;
+2. per chunk ``ens.score_pool(samples, conditions, early)``: members score the chunk once, their raw scores join
+   the pool, and the chunk's candidates come back ranked against the whole pool so far (use these as the
+   chunk's scores);
+3. at the end ``ens.pool_scores()`` re-ranks the whole pool: earlier candidates' scores move as later ones
+   arrive, so the final winner is ``argmax(ens.pool_scores())`` (ties: lowest index), not the best of the
+   per-chunk scores. The raw scores are kept (``ens.pool_raw()``), so this costs no model call.
+A top-K kept chunk by chunk from step 2 can miss a candidate that only rises later; when the exact winner's
+sample must be kept, score the whole pool in one chunk (``chunk_size >= count``) or regenerate the winner from
+its noise recipe (the search is deterministic given the noise).
+``rank_pool(raw_scores_dict)`` is the pure function behind all of this.
+"""
+
+import torch
+
+from .base import Verifier, broadcast_conditions, check_images
+
+RULES = ("mean_rank", "zscore")
+
+
+def ranks(scores):
+    """Ascending ranks 1..N (best = N); ties share their average rank. Exact in float64."""
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    if not torch.isfinite(s).all():
+        raise ValueError(f"cannot rank non-finite scores: {s.tolist()}")
+    srt = torch.sort(s).values
+    below = torch.searchsorted(srt, s, right=False).double()
+    upto = torch.searchsorted(srt, s, right=True).double()
+    return below + (upto - below + 1) / 2
+
+
+def zscores(scores):
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    if not torch.isfinite(s).all():
+        raise ValueError(f"cannot standardise non-finite scores: {s.tolist()}")
+    sd = s.std(unbiased=False) if s.numel() > 1 else torch.tensor(0.0, dtype=torch.float64)
+    if sd == 0:
+        return torch.zeros_like(s)
+    return (s - s.mean()) / sd
+
+
+def rank_pool(raw, rule="mean_rank", weights=None):
+    """Combine ``{member name: raw scores [N]}`` over the pool of N candidates -> float64 [N] (higher is better)."""
+    if rule not in RULES:
+        raise ValueError(f"ensemble rule must be one of {RULES}, got {rule!r}")
+    if not raw:
+        raise ValueError("rank_pool needs the raw scores of at least one verifier")
+    cols = {k: torch.as_tensor(v, dtype=torch.float64).flatten() for k, v in raw.items()}
+    sizes = {k: v.numel() for k, v in cols.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"every verifier must score the same candidates; got pool sizes {sizes}")
+    if rule == "mean_rank":
+        return torch.stack([ranks(v) for v in cols.values()]).mean(0)
+    w = weights or {}
+    ws = torch.tensor([float(w.get(k, 1.0)) for k in cols], dtype=torch.float64)
+    if (ws < 0).any() or ws.sum() <= 0:
+        raise ValueError(f"ensemble weights must be >= 0 with a positive sum, got {dict(zip(cols, ws.tolist()))}")
+    z = torch.stack([zscores(v) for v in cols.values()])
+    return (ws[:, None] * z).sum(0) / ws.sum()
+
+
+class EnsembleVerifier(Verifier):
+    """Several verifiers combined by ``rule`` ('mean_rank' or 'zscore') within a pool (see the module doc)."""
+
+    name = "ensemble"
+
+    def __init__(self, members, rule="mean_rank", weights=None, weights_id=""):
+        if rule not in RULES:
+            raise ValueError(f"ensemble rule must be one of {RULES}, got {rule!r}")
+        if isinstance(members, dict):
+            items = list(members.items())
+        else:
+            items, seen = [], {}
+            for m in members:
+                seen[m.name] = seen.get(m.name, 0) + 1
+                items.append((m.name if seen[m.name] == 1 else f"{m.name}#{seen[m.name]}", m))
+        if not items:
+            raise ValueError("an ensemble needs at least one verifier")
+        for k, m in items:
+            if not isinstance(m, Verifier):
+                raise TypeError(f"ensemble member {k!r} is a {type(m).__name__}, not a Verifier")
+        self.members = dict(items)
+        if weights is not None:
+            unknown = sorted(set(weights) - set(self.members))
+            if unknown:
+                raise ValueError(f"weights for unknown members {unknown}; members are {list(self.members)}")
+        first = items[0][1]
+        super().__init__(weights_id or "+".join(self.members), first.device, first.dtype, first.batch_size, 0)
+        self.rule, self.weights = rule, dict(weights or {})
+        self.name = f"ensemble_{rule}"
+        self.needs_early = any(m.needs_early for m in self.members.values())
+        kinds = {m.condition for m in self.members.values()} - {None}
+        self.condition = kinds.pop() if len(kinds) == 1 else (None if not kinds else "mixed")
+        self.reset_pool()
+
+    def describe(self):
+        d = super().describe()
+        d["rule"], d["members"] = self.rule, {k: m.describe() for k, m in self.members.items()}
+        return d
+
+    @torch.no_grad()
+    def raw_scores(self, images, conditions=None, early=None):
+        """``{member: raw scores [B]}`` of this batch (each member batches internally)."""
+        images = check_images(images)
+        broadcast_conditions(conditions, images.shape[0])
+        if self.needs_early and early is None:
+            raise ValueError(f"{self.name}: member(s) {[k for k, m in self.members.items() if m.needs_early]} need the early x0 prediction (early=...)")
+        out = {}
+        for k, m in self.members.items():
+            conds = conditions if m.condition is not None else None
+            out[k] = m.score(images, conds, early if m.needs_early else None).double()
+        return out
+
+    def rank_pool(self, raw):
+        return rank_pool(raw, self.rule, self.weights)
+
+    def score(self, images, conditions=None, early=None):
+        """Scores of this batch ranked within the batch (a pool of its own); see ``score_pool`` for chunked search."""
+        return self.rank_pool(self.raw_scores(images, conditions, early)).float()
+
+    __call__ = score
+
+    # -- pool over a chunked search ------------------------------------------------------------
+    def reset_pool(self):
+        self._pool = {k: [] for k in self.members}
+
+    def score_pool(self, images, conditions=None, early=None):
+        """Score a chunk, add it to the pool, return the chunk's scores ranked against the whole pool so far."""
+        raw = self.raw_scores(images, conditions, early)
+        for k, v in raw.items():
+            self._pool[k].append(v)
+        return self.pool_scores()[-images.shape[0]:].float()
+
+    def pool_raw(self):
+        return {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.float64) for k, v in self._pool.items()}
+
+    def pool_scores(self):
+        """Every pooled candidate's current score, in arrival order (float64)."""
+        raw = self.pool_raw()
+        if next(iter(raw.values())).numel() == 0:
+            return torch.zeros(0, dtype=torch.float64)
+        return self.rank_pool(raw)
