@@ -1,0 +1,457 @@
+"""The only code that turns ComfyUI objects into the core's plain callables.
+
+- :class:`Generator`: ``generate(noise [B,C,H,W]) -> Batch`` (decoded images, latents, optional early x0)
+  by running ComfyUI's own sampling (``comfy.samplers.sample``) on a batch of candidates, counting
+  model calls exactly;
+- :class:`Scorer`: ``score(batch) -> scores`` over one or more VERIFIERs (an ensemble ranks within the
+  pool of every candidate seen so far);
+- :func:`run_inside_sampler`: gives the path search ``denoise(x, sigma_from, sigma_to)`` (one solver
+  step), ``prepare``/``renoise`` in the model's own space and ``decode``, inside one guider call;
+- :class:`Progress`: ``on_step(i, n)`` -> ``comfy.utils.ProgressBar`` (an interruption point) + previews.
+"""
+
+import hashlib
+import inspect
+
+import torch
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.patcher_extension
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..search.evaluate import Batch, concat_batches
+from ..search.noise import derive_seed
+from ..samplers.schedules import rf_time_to_sigma
+from ..verifiers.ensemble import rank_pool
+
+NFE_KEY = "noise_search_nfe"
+EARLY_TIME = 0.4  # the self-supervised verifier reads x0 at noise level ~0.4 (flow / SiT time)
+
+
+# --------------------------------------------------------------------------- model calls, counted
+
+class NFECounter:
+    """``calls``: denoiser evaluations (one per sampler model call, whatever the batch);
+    ``rows``: network input rows summed over forward passes (cfg > 1 doubles them)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.rows = 0
+
+    def reset(self):
+        self.calls = self.rows = 0
+
+
+def counted_model(model):
+    """``model.clone()`` with two wrappers that count model calls; the caller's model is untouched."""
+    m = model.clone()
+    counter = NFECounter()
+
+    def predict_noise(executor, *args, **kwargs):
+        counter.calls += 1
+        return executor(*args, **kwargs)
+
+    def apply_model(executor, x, *args, **kwargs):
+        counter.rows += int(x.shape[0])
+        return executor(x, *args, **kwargs)
+
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, NFE_KEY, predict_noise)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, NFE_KEY, apply_model)
+    return m, counter
+
+
+def model_sampling(model):
+    return model.get_model_object("model_sampling")
+
+
+def is_flow(model):
+    return isinstance(model_sampling(model), comfy.model_sampling.CONST)
+
+
+def early_sigma(model):
+    """The model-space sigma of the self-supervised verifier's early x0 (flow time 0.4)."""
+    return EARLY_TIME if is_flow(model) else rf_time_to_sigma(EARLY_TIME)
+
+
+def resolve_sigmas(model, sampler_name, scheduler, steps, denoise):
+    """The sigmas a plain KSampler would use (handles denoise < 1 and the samplers that drop a sigma)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    ks = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler, denoise=denoise)
+    sig = ks.sigmas.detach().float().cpu()
+    if sig.numel() < 2:
+        raise ValueError(f"denoise {denoise} leaves no sampling steps; use denoise > 0")
+    return sig
+
+
+def is_stochastic(sampler):
+    """A SAMPLER whose function draws fresh noise while sampling (ancestral, SDE, LCM, sCM)."""
+    fn = getattr(sampler, "sampler_function", None)
+    try:
+        return fn is not None and "noise_sampler" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def row_key(row):
+    return hashlib.blake2b(row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+
+
+class RowSeeds:
+    """Seeds for the noise a stochastic sampler draws per candidate: a plain seed candidate uses its own
+    seed (so it reproduces in KSampler / SamplerCustomAdvanced with that seed); any other candidate a seed
+    derived from its initial noise (reproducible, independent of chunking)."""
+
+    def __init__(self, shape, seeds=()):
+        self.shape, self.pending, self.known = tuple(shape), list(seeds), {}
+
+    def add(self, seeds):
+        self.pending += list(seeds)
+
+    def __call__(self, noise):
+        out = []
+        for row in noise:
+            k = row_key(row)
+            if k not in self.known and self.pending:
+                from ..search.noise import seed_noise
+                for s in self.pending:
+                    self.known[row_key(seed_noise(s, self.shape)[0])] = int(s)
+                self.pending = []
+            out.append(self.known.get(k, derive_seed(int(k[:15], 16))))
+        return out
+
+
+def per_row_noise_sampler(seeds, device):
+    """k-diffusion's default noise sampler, one generator per candidate: row k equals a batch-1 run seeded with seeds[k]."""
+    gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def sample(x):
+        return torch.cat([torch.randn((1,) + tuple(x.shape[1:]), dtype=x.dtype, layout=x.layout, device=x.device, generator=g)
+                          for g in gens])
+    return sample
+
+
+def with_row_noise(sampler, seeds, device):
+    """A copy of ``sampler`` whose fresh noise comes per candidate (see :func:`per_row_noise_sampler`)."""
+    state = {}
+
+    def noise_sampler(sigma, sigma_next):
+        return state["fn"](state["x"])
+
+    fn = sampler.sampler_function
+
+    def wrapped(model, x, sigmas, *args, **kwargs):
+        state["x"], state["fn"] = x, per_row_noise_sampler(seeds, x.device)
+        kwargs["noise_sampler"] = noise_sampler
+        return fn(model, x, sigmas, *args, **kwargs)
+
+    return comfy.samplers.KSAMPLER(wrapped, dict(sampler.extra_options), dict(sampler.inpaint_options))
+
+
+# --------------------------------------------------------------------------- progress and previews
+
+class Progress:
+    """``on_step(i, n)`` for the core: a ProgressBar update (the host's hook raises on cancel) plus an
+    explicit interrupt check, with the latest preview of the running chunk."""
+
+    def __init__(self, model, total=1, previews=True):
+        self.pbar = comfy.utils.ProgressBar(max(1, int(total)))
+        self.previewer = None
+        if previews:
+            self.previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+        self.preview = None
+        self.current, self.total = 0, max(1, int(total))
+
+    def on_step(self, i, n):
+        self.current, self.total = int(i), max(1, int(n))
+        self.pbar.update_absolute(self.current, self.total, self.preview)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    def sampler_callback(self, step, x0, x, total_steps):
+        """Per sampler step inside a chunk: refresh the preview; every step is an interruption point."""
+        if self.previewer is not None and x0 is not None:
+            self.preview = self.previewer.decode_latent_to_preview_image("JPEG", x0)
+        self.pbar.update_absolute(self.current, self.total, self.preview)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+# --------------------------------------------------------------------------- generate
+
+class SamplingSetup:
+    """Everything one generation needs: the counted model, conditioning, cfg, sampler, sigmas, latent, VAE."""
+
+    def __init__(self, model, positive, negative, latent, vae, sampler, sigmas, cfg):
+        samples = latent["samples"]
+        if samples.shape[0] != 1:
+            raise ValueError(f"the search needs a batch-1 LATENT (every candidate starts from it), got batch {samples.shape[0]}; "
+                             "use Latent From Batch to pick one")
+        self.model, self.counter = counted_model(model)
+        self.positive, self.negative, self.vae = positive, negative, vae
+        self.latent = comfy.sample.fix_empty_latent_channels(self.model, samples)
+        self.noise_mask = latent.get("noise_mask")
+        self.sampler, self.sigmas, self.cfg = sampler, sigmas, float(cfg)
+        self.stochastic = is_stochastic(sampler)
+
+    @property
+    def shape(self):
+        return tuple(self.latent.shape[:1]) + tuple(self.latent.shape[1:])
+
+    def decode(self, samples):
+        """VAE-space latents -> IMAGE [B, H, W, C]."""
+        img = self.vae.decode(samples)
+        if img.ndim == 5:  # video VAEs: [B, T, H, W, C] -> frames on the batch dim are not candidates
+            raise ValueError("the search works on images; this VAE decodes video latents")
+        return img.float().cpu()
+
+    def sample(self, noise, sigmas=None, sampler=None, callback=None, row_seeds=None):
+        """Run ComfyUI sampling for a batch of candidate noises; returns (VAE-space latents, calls, rows)."""
+        sigmas = self.sigmas if sigmas is None else sigmas
+        sampler = self.sampler if sampler is None else sampler
+        b = noise.shape[0]
+        if self.stochastic and row_seeds is not None:
+            sampler = with_row_noise(sampler, row_seeds(noise), self.model.load_device)
+        latent = self.latent.repeat((b,) + (1,) * (self.latent.ndim - 1))
+        mask = self.noise_mask
+        seed = None if row_seeds is None else int(row_seeds(noise[:1])[0])
+        self.counter.reset()
+        out = comfy.sample.sample_custom(self.model, noise, self.cfg, sampler, sigmas, self.positive, self.negative, latent,
+                                         noise_mask=mask, callback=callback, disable_pbar=True, seed=seed)
+        return out, self.counter.calls, self.counter.rows
+
+
+class Generator:
+    """``generate(noise) -> Batch`` for the core, counting NFE per candidate exactly.
+
+    ``calibrate(noise_row)`` renders one candidate at batch 1 first to measure model calls per candidate
+    (and the cfg multiplier); the result is cached and reused when that candidate comes up in a chunk.
+    ``render(noise_row)`` gives a candidate at batch 1 with the final settings (full steps), bit-identical
+    to a plain KSampler run with the candidate's seed and noise."""
+
+    def __init__(self, setup, progress=None, row_seeds=None, need_early=False, final_sigmas=None, final_sampler=None):
+        self.s, self.progress, self.row_seeds, self.need_early = setup, progress, row_seeds, need_early
+        self.final_sigmas = setup.sigmas if final_sigmas is None else final_sigmas
+        self.final_sampler = setup.sampler if final_sampler is None else final_sampler
+        self.nfe_per_candidate = None
+        self.cfg_multiplier = 1
+        self.cache = {}
+        self.exact = set()  # candidates generated at batch 1 with the final settings (bit-exact as they are)
+        self.final_nfe = 0
+
+    def _callback(self, sigmas, store):
+        ms_sig = sigmas[:-1].tolist()
+        target = early_sigma(self.s.model)
+        early_step = min(range(len(ms_sig)), key=lambda i: abs(ms_sig[i] - target)) if self.need_early else -1
+
+        def cb(step, x0, x, total_steps):
+            if step == early_step:
+                store["early"] = x0.detach().clone()
+            if self.progress is not None:
+                self.progress.sampler_callback(step, x0, x, total_steps)
+        return cb
+
+    def _run(self, noise, sigmas, sampler):
+        store = {}
+        samples, calls, rows = self.s.sample(noise, sigmas, sampler, self._callback(sigmas, store), self.row_seeds)
+        images = self.s.decode(samples)
+        early = None
+        if self.need_early:
+            if "early" not in store:
+                raise RuntimeError("the sampler never reported the early x0 prediction the verifier needs")
+            x0 = self.s.model.model.process_latent_out(store["early"].to(torch.float32))
+            early = self.s.decode(x0.to(comfy.model_management.intermediate_device()))
+        return Batch(images, {"latent": samples.float().cpu()}, early), calls, rows
+
+    def calibrate(self, noise_row):
+        batch, calls, rows = self._run(noise_row, self.s.sigmas, self.s.sampler)
+        if calls < 1:
+            raise RuntimeError("the sampler made no model call; check steps, denoise and sigmas")
+        self.nfe_per_candidate = calls
+        self.cfg_multiplier = max(1, round(rows / calls / noise_row.shape[0]))
+        self.cache[row_key(noise_row[0])] = batch
+        if self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler:
+            self.exact.add(row_key(noise_row[0]))
+        return calls
+
+    def __call__(self, noise):
+        keys = [row_key(r) for r in noise]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        parts = {}
+        if todo:
+            batch, calls, rows = self._run(noise[todo], self.s.sigmas, self.s.sampler)
+            if self.nfe_per_candidate is not None and calls != self.nfe_per_candidate:
+                raise RuntimeError(f"NFE accounting: this chunk took {calls} model calls per candidate, calibration measured "
+                                   f"{self.nfe_per_candidate}; the sampler's cost varies (e.g. dpm_adaptive), which search cannot budget")
+            for j, i in enumerate(todo):
+                parts[i] = batch.select([j])
+                if len(todo) == 1 and self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler:
+                    self.exact.add(keys[i])
+        for i, k in enumerate(keys):
+            if i not in parts:
+                parts[i] = self.cache.pop(k)
+        out = parts[0]
+        for i in range(1, len(keys)):
+            out = concat_batches(out, parts[i])
+        return out
+
+    def render(self, noise_row):
+        """One candidate at batch 1 with the final settings (its NFE is added to ``final_nfe``)."""
+        batch, calls, _ = self._run(noise_row, self.final_sigmas, self.final_sampler)
+        self.final_nfe += calls
+        return batch
+
+
+# --------------------------------------------------------------------------- path search inside one sampler call
+
+def renoise_for(model):
+    """Exact forward transition in the model's own space: EDM-type x = x0 + sigma eps, flow x = (1 - s) x0 + s eps."""
+    if is_flow(model):
+        def renoise(x, s_from, s_to, noise):
+            a_from, a_to = 1.0 - float(s_from), 1.0 - float(s_to)
+            ratio = a_to / a_from
+            std = max(float(s_to) ** 2 - (ratio * float(s_from)) ** 2, 0.0) ** 0.5
+            return ratio * x + std * noise
+        return renoise
+
+    def renoise(x, s_from, s_to, noise):
+        return x + max(float(s_to) ** 2 - float(s_from) ** 2, 0.0) ** 0.5 * noise
+    return renoise
+
+
+def run_inside_sampler(setup, body, callback=None):
+    """Run ``body(tools)`` inside one ComfyUI guider call (conditioning prepared once, model loaded once).
+
+    ``tools`` has ``denoise(x, sigma_from, sigma_to)`` (one step of the chosen sampler, in the model's
+    sampling space), ``prepare(noise)`` (initial noise -> x at sigmas[0]), ``renoise``, ``decode(x0) -> Batch``,
+    ``calls()`` (model calls so far) and ``to_latent(x)`` (sampling space -> VAE-space latent)."""
+    s = setup
+    fn = s.sampler.sampler_function
+    opts = dict(s.sampler.extra_options)
+    out = {}
+
+    class Tools:
+        pass
+
+    def inner(model_k, x, sigmas, extra_args=None, callback=None, disable=None, **_):
+        ms = model_k.inner_model.inner_model.model_sampling
+        inner_model = model_k.inner_model.inner_model
+        latent_in = model_k.latent_image
+        t = Tools()
+        first = sigmas[0]
+
+        def denoise(xx, a, b):
+            sig = torch.tensor([float(a), float(b)], dtype=sigmas.dtype, device=sigmas.device)
+            return fn(model_k, xx, sig, extra_args=extra_args, callback=None, disable=True, **opts)
+
+        def prepare(noise):
+            noise = noise.to(x.device, x.dtype)
+            lat = latent_in.repeat((noise.shape[0],) + (1,) * (latent_in.ndim - 1)) if latent_in is not None else torch.zeros_like(noise)
+            max_denoise = s.sampler.max_denoise(model_k.inner_model, sigmas)
+            return ms.noise_scaling(first, noise, lat, max_denoise)
+
+        def to_latent(xx):
+            xx = ms.inverse_noise_scaling(sigmas[-1], xx)
+            return inner_model.process_latent_out(xx.to(torch.float32)).to(comfy.model_management.intermediate_device())
+
+        def decode(x0):
+            lat = to_latent(x0)
+            return Batch(s.decode(lat), {"latent": lat.float().cpu()})
+
+        t.denoise, t.prepare, t.renoise, t.decode, t.to_latent = denoise, prepare, renoise_for(s.model), decode, to_latent
+        t.calls = lambda: s.counter.calls
+        t.device = x.device
+        out["result"] = body(t)
+        return x
+
+    carrier = comfy.samplers.KSAMPLER(inner)
+    s.counter.reset()
+    noise = torch.zeros_like(s.latent)
+    comfy.sample.sample_custom(s.model, noise, s.cfg, carrier, s.sigmas, s.positive, s.negative, s.latent,
+                               noise_mask=s.noise_mask, callback=callback, disable_pbar=True, seed=0)
+    return out["result"]
+
+
+# --------------------------------------------------------------------------- score
+
+def condition_for(verifier, prompt, class_id):
+    kind = verifier.condition
+    if kind == "prompt":
+        if not prompt.strip():
+            raise ValueError(f"the {verifier.name} verifier scores images against a text prompt: fill in verifier_prompt")
+        return prompt
+    if kind == "class":
+        if class_id < 0:
+            raise ValueError(f"the {verifier.name} verifier scores a class: set class_id (>= 0)")
+        return int(class_id)
+    return None
+
+
+class Scorer:
+    """``score(batch) -> Tensor[B]`` over the connected verifiers.
+
+    One verifier: its raw score. Several: an ensemble by ``rule`` ('mean_rank' or 'zscore',
+    ``verifiers.ensemble``) over the pool of every candidate scored so far in this search; ``commit``
+    (the core's ``on_scored``) adds a chunk to the pool once the core has recorded it, and ``final_scores``
+    re-ranks the whole pool at the end."""
+
+    def __init__(self, verifiers, prompt="", class_id=-1, rule="mean_rank"):
+        if not verifiers:
+            raise ValueError("connect at least one VERIFIER (Verifier Loader node)")
+        self.verifiers = list(verifiers)
+        self.names = []
+        for v in self.verifiers:
+            n, k = v.name, 2
+            while n in self.names:
+                n, k = f"{v.name}#{k}", k + 1
+            self.names.append(n)
+        self.conditions = [condition_for(v, prompt, class_id) for v in self.verifiers]
+        self.rule = rule
+        self.pool = {n: [] for n in self.names}
+        self.pending = None
+
+    @property
+    def ensemble(self):
+        return len(self.verifiers) > 1
+
+    @property
+    def needs_early(self):
+        return any(v.needs_early for v in self.verifiers)
+
+    def raw(self, images, early=None):
+        return {n: v.score(images, c, early if v.needs_early else None).double()
+                for n, v, c in zip(self.names, self.verifiers, self.conditions)}
+
+    def __call__(self, batch):
+        raw = self.raw(batch.samples, batch.early)
+        if not self.ensemble:
+            self.pending = raw
+            return raw[self.names[0]].float()
+        self.pending = raw
+        merged = {n: torch.cat(self.pool[n] + [raw[n]]) for n in self.names}
+        return rank_pool(merged, self.rule)[-batch.samples.shape[0]:].float()
+
+    def commit(self, cands):
+        """on_scored: attach per-verifier raw scores to the recorded candidates and grow the pool."""
+        if self.pending is None:
+            return
+        raw, self.pending = self.pending, None
+        for j, c in enumerate(cands):
+            if self.ensemble:
+                c.scores = {n: float(raw[n][j]) for n in self.names}
+        for n in self.names:
+            self.pool[n].append(raw[n])
+
+    def final_scores(self):
+        """Every scored candidate's final ensemble score (history order), or None for a single verifier."""
+        if not self.ensemble or not self.pool[self.names[0]]:
+            return None
+        return rank_pool({n: torch.cat(self.pool[n]) for n in self.names}, self.rule)
+
+    def describe(self):
+        d = {"verifiers": [v.describe() for v in self.verifiers], "names": self.names}
+        if self.ensemble:
+            d["ensemble_rule"] = self.rule
+        return d

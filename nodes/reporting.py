@@ -1,0 +1,167 @@
+"""What a search shows and keeps: temp-folder images, live progress messages for the frontend
+(nodes/PROTOCOL.md), the score table, the provenance JSON and the best-so-far dump on cancel."""
+
+import json
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+import folder_paths
+
+from .. import __version__
+from ..search.noise import NeighbourRecipe, PathRecipe, SeedRecipe, recipe_to_dict
+from ..search.report import pil_to_image, score_vs_nfe_plot
+
+EVENT = "noise-search.progress"
+PNG_KEY = "noise_search"
+
+
+def root_seed(recipe):
+    """The seed a candidate descends from: its own for a seed candidate, the pivot's / root's otherwise."""
+    r = recipe
+    while True:
+        if isinstance(r, SeedRecipe):
+            return r.seed
+        if isinstance(r, NeighbourRecipe):
+            r = r.pivot
+        elif isinstance(r, PathRecipe):
+            r = r.root()
+        else:
+            return int(getattr(r, "seed", 0))
+
+
+def candidate_seed(recipe):
+    """The seed that reproduces the candidate in a plain KSampler, or None when none does (neighbours, paths)."""
+    return recipe.seed if isinstance(recipe, SeedRecipe) else None
+
+
+def candidate_entry(c):
+    return {"index": c.index, "score": float(c.score), "nfe": int(c.nfe), "round": int(c.round),
+            "recipe": c.recipe.describe(), "seed": candidate_seed(c.recipe)}
+
+
+def executing_prompt_id():
+    from comfy_execution.utils import get_executing_context
+    ctx = get_executing_context()
+    return None if ctx is None else ctx.prompt_id
+
+
+def send_progress(node_id, algorithm, cands, result, budget):
+    """Live update after each chunk: the new candidates only (see PROTOCOL.md)."""
+    if node_id is None:
+        return
+    from server import PromptServer
+    inst = getattr(PromptServer, "instance", None)
+    if inst is None:
+        return
+    best = result.top_k[0].index if result.top_k else (max(result.history, key=lambda c: (c.score, -c.index)).index if result.history else -1)
+    inst.send_sync(EVENT, {"node": str(node_id), "prompt_id": executing_prompt_id(), "candidates": [candidate_entry(c) for c in cands],
+                           "best_index": best, "nfe": int(result.nfe), "budget": budget, "algorithm": algorithm}, inst.client_id)
+
+
+def to_pil(image):
+    a = np.clip(255.0 * image.detach().float().cpu().numpy(), 0, 255).astype(np.uint8)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return Image.fromarray(a[..., :3])
+
+
+def save_images(images, prefix, folder="temp", metadata=None):
+    """Save IMAGE rows as PNGs in ComfyUI's temp (or output) folder -> [{"filename", "subfolder", "type"}]."""
+    base = folder_paths.get_temp_directory() if folder == "temp" else folder_paths.get_output_directory()
+    full, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, base, images.shape[2], images.shape[1])
+    os.makedirs(full, exist_ok=True)
+    out = []
+    for img in images:
+        fn = f"{name}_{counter:05}_.png"
+        to_pil(img).save(os.path.join(full, fn), pnginfo=metadata, compress_level=1 if folder == "temp" else 4)
+        out.append({"filename": fn, "subfolder": subfolder, "type": folder})
+        counter += 1
+    return out
+
+
+def png_info(provenance, prompt=None, extra_pnginfo=None):
+    """PNG text chunks: ComfyUI's usual ``prompt`` / ``workflow`` plus ``noise_search`` (the provenance JSON)."""
+    meta = PngInfo()
+    if prompt is not None:
+        meta.add_text("prompt", json.dumps(prompt))
+    for k, v in (extra_pnginfo or {}).items():
+        meta.add_text(k, json.dumps(v))
+    if provenance is not None:
+        meta.add_text(PNG_KEY, provenance if isinstance(provenance, str) else json.dumps(provenance))
+    return meta
+
+
+def score_table(result, picked=None, limit=64):
+    """Plain-text table of the top candidates, best first."""
+    rows = sorted(result.history, key=lambda c: (-c.score, c.index))
+    kept = {c.index for c in result.top_k}
+    head = f"{result.algorithm} search: {len(result.history)} candidates, {result.nfe} NFE" + \
+        (f" (x{result.cfg_multiplier} forward passes with CFG)" if result.cfg_multiplier > 1 else "") + \
+        ("" if result.completed else " - CANCELLED, best so far")
+    lines = [head, f"{'rank':>4} {'index':>5} {'score':>10} {'nfe':>7} {'round':>5}  recipe"]
+    for r, c in enumerate(rows[:limit], 1):
+        mark = "*" if picked is not None and c.index == picked else ("+" if c.index in kept else " ")
+        lines.append(f"{r:>4} {c.index:>5} {c.score:>10.4f} {c.nfe:>7} {c.round:>5} {mark} {c.recipe.describe()}")
+    if len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more (full list in the provenance JSON)")
+    return "\n".join(lines)
+
+
+def plot_image(result):
+    return pil_to_image(score_vs_nfe_plot({result.algorithm: result.curve()}, title=f"{result.algorithm}: best score vs search NFE"))
+
+
+def provenance(result, extra, winner, picked, picked_by):
+    d = result.to_dict()
+    d.update(extra)
+    d["pack"] = {"name": "noise-search", "version": __version__}
+    d["winner_index"], d["picked"], d["picked_by"] = winner, picked, picked_by
+    d["candidates"] = d.pop("history")
+    return d
+
+
+def dump_partial(result, extra, node_id):
+    """On cancel or error: save the best so far (PNG + JSON summary) to the temp folder before it propagates."""
+    if not result.history:
+        return None
+    prov = provenance(result, extra, result.top_k[0].index if result.top_k else None, None, "verifier")
+    prov["completed"] = False
+    prefix = f"noise_search/partial_{node_id or 'node'}"
+    files = []
+    imgs = result.top_k_samples.get("samples") if result.top_k_samples else None
+    if imgs is not None and len(imgs):
+        files = save_images(imgs[:1], prefix, "temp", png_info(json.dumps(prov)))
+    path = os.path.join(folder_paths.get_temp_directory(), f"{prefix.replace('/', os.sep)}_{result.nfe:07d}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(prov, f, indent=1)
+    import logging
+    logging.warning("noise-search: search stopped after %d candidates (%d NFE); best so far saved to %s%s",
+                    len(result.history), result.nfe, path, f" and {files[0]['filename']}" if files else "")
+    return path
+
+
+def ui_payload(result, algorithm, winner, picked, topk_files, winner_files):
+    return {
+        "images": winner_files + topk_files,
+        "noise_search": [{
+            "algorithm": algorithm,
+            "candidates": [candidate_entry(c) for c in result.history],
+            "winner": winner,
+            "picked": -1 if picked is None else picked,
+            "top_k": [c.index for c in result.top_k],
+            "images": topk_files,
+        }],
+    }
+
+
+def recipe_json(recipe):
+    return json.dumps(recipe_to_dict(recipe))
+
+
+def stack_images(images):
+    return torch.cat([i if i.ndim == 4 else i[None] for i in images])

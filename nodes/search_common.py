@@ -1,0 +1,239 @@
+"""What the three search nodes share: their common inputs and outputs, and one execution path
+(sampling set-up, verifiers, calibration, progress, cancel, winner / pick, final render, outputs)."""
+
+import json
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from ..search.noise import make_noise_batch
+from ..search.result import rank_key
+from . import reporting
+from .comfy_adapters import Generator, Progress, RowSeeds, SamplingSetup, Scorer, resolve_sigmas, row_key
+from .types import VerifierType
+
+CATEGORY = "noise-search/search"
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def head_inputs():
+    return [
+        io.Model.Input("model", tooltip="The diffusion model that generates every candidate."),
+        io.Conditioning.Input("positive", tooltip="Positive conditioning (repeated to each chunk's batch)."),
+        io.Conditioning.Input("negative", tooltip="Negative conditioning (used when cfg > 1)."),
+        io.Latent.Input("latent_image", tooltip="Batch-1 LATENT every candidate starts from: an empty latent for text-to-image, "
+                                                "or an encoded image with denoise < 1 for img2img (a noise_mask is honoured)."),
+        io.Vae.Input("vae", tooltip="Decodes candidates to images for the verifiers."),
+        VerifierType.Input("verifier", tooltip="The verifier that scores candidates (Verifier Loader)."),
+        io.String.Input("verifier_prompt", multiline=True, default="",
+                        tooltip="Text the verifier scores images against (CLIPScore, PickScore, HPS, ImageReward, VLM grader). "
+                                "Usually the same text as the positive prompt."),
+        io.Int.Input("class_id", default=-1, min=-1, max=1_000_000,
+                     tooltip="Class id for class verifiers (classifier logits, DINO linear head, CLIP zero-shot); -1 = none."),
+        io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                     tooltip="Base seed: candidate i of a random search has seed + i (reproducible in a plain KSampler)."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
+                       tooltip="Sampler for every candidate (ignored when a SAMPLER is connected). Deterministic (ODE) samplers make "
+                               "the search a pure function of the noise."),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
+                       tooltip="Noise schedule (ignored when SIGMAS are connected)."),
+        io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps of the final image (and of the search unless proxy_steps > 0)."),
+        io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale; cfg > 1 doubles the forward passes per NFE (reported separately)."),
+        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Denoising strength: 1.0 for text-to-image, < 1 for img2img from the latent_image."),
+    ]
+
+
+def tail_inputs(proxy=True):
+    out = [
+        io.Int.Input("budget", default=0, min=0, max=100_000_000,
+                     tooltip="Search NFE budget (model evaluations per sample, summed over candidates); 0 = no budget, "
+                             "the count / iterations decide."),
+        io.Int.Input("chunk_size", default=4, min=1, max=4096,
+                     tooltip="Candidates generated and scored as one batch. Bigger is faster on a GPU; an out-of-memory error "
+                             "halves it and the search goes on."),
+        io.Int.Input("top_k", default=4, min=1, max=256, tooltip="How many best candidates to keep (top-K IMAGE batch, human pick)."),
+    ]
+    if proxy:
+        out.append(io.Int.Input("proxy_steps", default=0, min=0, max=10000,
+                                tooltip="Cheap proxy: score candidates sampled with this many steps, then render only the winner "
+                                        "at full steps. 0 = off."))
+    out += [
+        io.Sampler.Input("sampler", optional=True,
+                         tooltip="Optional SAMPLER (e.g. the sCM 2-Step Sampler) that generates candidates instead of sampler_name."),
+        io.Sigmas.Input("sigmas", optional=True,
+                        tooltip="Optional SIGMAS (e.g. sCM Sigmas) used instead of scheduler / steps / denoise."),
+        VerifierType.Input("verifier_2", optional=True, tooltip="Optional second verifier: with several, candidates are ranked by an ensemble."),
+        VerifierType.Input("verifier_3", optional=True, tooltip="Optional third verifier for the ensemble."),
+        io.Combo.Input("ensemble", options=["mean_rank", "zscore"], default="mean_rank", optional=True,
+                       tooltip="How several verifiers combine: mean rank (the paper's) or mean z-score, over all candidates so far."),
+        io.Int.Input("pick", default=-1, min=-1, max=1_000_000, optional=True,
+                     tooltip="Human pick: -1 = the verifier's winner; otherwise a candidate index among the kept top-K "
+                             "(set by the pack's frontend when you click a candidate)."),
+    ]
+    return out
+
+
+def outputs():
+    return [
+        io.Latent.Output("latent", display_name="LATENT", tooltip="The winner's latent (batch 1), as a plain KSampler with its seed would give."),
+        io.Image.Output("image", display_name="IMAGE", tooltip="The winner decoded."),
+        io.Int.Output("winner_seed", display_name="seed",
+                      tooltip="The winner's seed (for a neighbour or path candidate: the seed it descends from; the recipe is exact)."),
+        io.String.Output("recipe", display_name="recipe", tooltip="The winner's noise recipe as JSON (recreates its noise bit-exactly)."),
+        io.Image.Output("top_k_images", display_name="top_k", tooltip="The kept top-K candidates' images, best first."),
+        io.String.Output("score_table", display_name="scores", tooltip="Score table of the best candidates (plain text)."),
+        io.Image.Output("plot", display_name="score_vs_nfe", tooltip="Best score so far against search NFE (the paper's scaling plot)."),
+        io.String.Output("provenance", display_name="provenance",
+                         tooltip="Everything about the search as JSON: parameters, verifiers, every candidate's recipe and score "
+                                 "(connect to Save Image with Search Provenance)."),
+    ]
+
+
+def schema(node_id, display_name, description, specific, proxy=True):
+    return io.Schema(
+        node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+        inputs=head_inputs() + specific + tail_inputs(proxy), outputs=outputs(),
+        hidden=[io.Hidden.unique_id, io.Hidden.prompt, io.Hidden.extra_pnginfo],
+    )
+
+
+class SearchContext:
+    """The core's callables and settings for one search node execution."""
+
+    def __init__(self, kw, algorithm, proxy=True):
+        self.kw, self.algorithm = kw, algorithm
+        model = kw["model"]
+        steps, denoise = int(kw["steps"]), float(kw["denoise"])
+        proxy_steps = int(kw.get("proxy_steps") or 0) if proxy else 0
+        user_sampler, user_sigmas = kw.get("sampler"), kw.get("sigmas")
+        self.sampler = user_sampler if user_sampler is not None else comfy.samplers.sampler_object(kw["sampler_name"])
+        if user_sigmas is not None:
+            if proxy_steps:
+                raise ValueError("proxy_steps needs scheduler / steps to build the cheap grid; disconnect SIGMAS or set proxy_steps to 0")
+            full = user_sigmas.detach().float().cpu()
+            if full.ndim != 1 or full.numel() < 2:
+                raise ValueError(f"SIGMAS must hold at least 2 values (steps + 1), got shape {tuple(full.shape)}")
+            search = full
+        else:
+            name = kw["sampler_name"]
+            full = resolve_sigmas(model, name, kw["scheduler"], steps, denoise)
+            search = resolve_sigmas(model, name, kw["scheduler"], proxy_steps, denoise) if proxy_steps else full
+        self.full_sigmas, self.search_sigmas, self.proxy_steps = full, search, proxy_steps
+        self.verifiers = [v for v in (kw["verifier"], kw.get("verifier_2"), kw.get("verifier_3")) if v is not None]
+        self.scorer = Scorer(self.verifiers, kw.get("verifier_prompt") or "", int(kw.get("class_id", -1)), kw.get("ensemble") or "mean_rank")
+        self.setup = SamplingSetup(model, kw["positive"], kw["negative"], kw["latent_image"], kw["vae"], self.sampler, search, kw["cfg"])
+        self.shape = self.setup.shape
+        self.budget = int(kw.get("budget") or 0) or None
+        self.chunk_size, self.top_k = int(kw["chunk_size"]), int(kw["top_k"])
+        self.seed = int(kw["seed"])
+        self.pick = int(kw.get("pick", -1) if kw.get("pick") is not None else -1)
+        self.progress = Progress(self.setup.model)
+        self.row_seeds = RowSeeds(self.shape)
+        self.generator = Generator(self.setup, self.progress, self.row_seeds, need_early=self.scorer.needs_early,
+                                   final_sigmas=full if proxy_steps else None)
+        self.node_id = None
+
+    def sampling_info(self):
+        kw = self.kw
+        return {"sampler": kw["sampler_name"] if kw.get("sampler") is None else "SAMPLER input",
+                "scheduler": kw["scheduler"] if kw.get("sigmas") is None else "SIGMAS input",
+                "steps": int(kw["steps"]), "cfg": float(kw["cfg"]), "denoise": float(kw["denoise"]),
+                "sigmas": [float(s) for s in self.full_sigmas], "proxy_steps": self.proxy_steps,
+                "search_sigmas": [float(s) for s in self.search_sigmas], "latent_shape": list(self.shape),
+                "verifier_prompt": kw.get("verifier_prompt") or "", "class_id": int(kw.get("class_id", -1))}
+
+    def extra(self):
+        return {"sampling": self.sampling_info(), "verifiers": self.scorer.describe(), "final_nfe": self.generator.final_nfe,
+                "node": self.node_id}
+
+    # callbacks for the core
+    def on_scored(self, cands, result):
+        self.scorer.commit(cands)
+        reporting.send_progress(self.node_id, self.algorithm, cands, result, self.budget)
+
+    def on_interrupt(self, partial):
+        self.apply_final_scores(partial)
+        reporting.dump_partial(partial, self.extra(), self.node_id)
+
+    def calibrate(self, first_recipe):
+        """Measure model calls per candidate on the search's first candidate (cached for the search)."""
+        self.progress.on_step(0, 1)
+        return self.generator.calibrate(make_noise_batch([first_recipe], self.shape))
+
+    def apply_final_scores(self, result):
+        """Ensembles: re-rank every candidate against the whole pool, re-order the kept top-K."""
+        final = self.scorer.final_scores()
+        if final is None or len(final) != len(result.history):
+            return
+        for c, s in zip(result.history, final.tolist()):
+            c.score = float(s)
+        order = sorted(range(len(result.top_k)), key=lambda i: rank_key(result.top_k[i]))
+        result.top_k = [result.top_k[i] for i in order]
+        result.top_k_samples = {k: v[order] for k, v in result.top_k_samples.items()}
+
+
+def finish(cls, ctx, result, render_recipe=None):
+    """Winner or human pick, final render at batch 1, outputs and UI.
+
+    Random / zero-order (``render_recipe`` None): the output candidate is re-rendered at batch 1 with the final
+    settings unless it already was (so its LATENT equals a plain KSampler run with its seed); an ensemble's final
+    re-ranking may crown a candidate outside the kept top-K, which is rendered from its recipe too.
+    Paths: ``render_recipe(recipe) -> Batch`` replays a candidate; the kept sample is used when present."""
+    ctx.apply_final_scores(result)
+    if not result.top_k:
+        raise RuntimeError(f"{result.algorithm} search evaluated no candidate")
+    best = result.top_k[0] if render_recipe is not None else min(result.history, key=rank_key)
+    kept = {c.index: i for i, c in enumerate(result.top_k)}
+    if ctx.pick >= 0:
+        if ctx.pick not in kept:
+            raise ValueError(f"pick={ctx.pick} is not among the kept top-{len(result.top_k)} candidates {sorted(kept)}; "
+                             "pick one of those, or set pick to -1 for the verifier's choice")
+        chosen, picked_by = result.top_k[kept[ctx.pick]], "user"
+    else:
+        chosen, picked_by = best, "verifier"
+    if render_recipe is None:
+        rows = make_noise_batch([chosen.recipe], ctx.shape)
+        use_kept = chosen.index in kept and row_key(rows[0]) in ctx.generator.exact
+        batch = None if use_kept else ctx.generator.render(rows)
+    else:
+        use_kept = chosen.index in kept
+        batch = None if use_kept else render_recipe(chosen.recipe)
+    if use_kept:
+        i = kept[chosen.index]
+        latent, image = result.top_k_samples["latent"][i:i + 1], result.top_k_samples["samples"][i:i + 1]
+    else:
+        latent, image = batch.extras["latent"], batch.samples
+
+    extra = ctx.extra()
+    prov = reporting.provenance(result, extra, best.index, chosen.index if picked_by == "user" else None, picked_by)
+    prov["output_index"] = chosen.index
+    prov_json = json.dumps(prov)
+    topk_images = result.top_k_samples["samples"]
+    prefix = f"noise_search/{result.algorithm}_{ctx.node_id or 'node'}"
+    topk_files = reporting.save_images(topk_images, prefix + "_topk", "temp")
+    winner_files = reporting.save_images(image, prefix + "_out", "temp")
+    ui = reporting.ui_payload(result, result.algorithm, best.index, chosen.index if picked_by == "user" else None, topk_files, winner_files)
+    ui["text"] = [reporting.score_table(result, chosen.index)]
+    return io.NodeOutput({"samples": latent}, image, int(reporting.root_seed(chosen.recipe)), reporting.recipe_json(chosen.recipe),
+                         topk_images, reporting.score_table(result, chosen.index), reporting.plot_image(result), prov_json, ui=ui)
+
+
+def begin(cls, kw, algorithm, proxy=True):
+    ctx = SearchContext(kw, algorithm, proxy)
+    hidden = getattr(cls, "hidden", None)
+    ctx.node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
+    return ctx
+
+
+def callbacks(ctx):
+    """Keyword arguments every core search takes from the node."""
+    return {"chunk_size": ctx.chunk_size, "top_k": ctx.top_k, "on_step": ctx.progress.on_step,
+            "on_scored": ctx.on_scored, "on_interrupt": ctx.on_interrupt}
+
+
+def check_noise_mask_free(ctx, what):
+    if ctx.setup.noise_mask is not None:
+        raise ValueError(f"{what} does not support a LATENT with a noise_mask (inpainting); use Random or Zero-Order Search")
+

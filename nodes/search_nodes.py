@@ -1,0 +1,151 @@
+"""The three search nodes of Ma, Tong et al. 2025: Random Search (best-of-N), Zero-Order Search and
+Search over Paths. Each one only adds its own parameters to the shared inputs (search_common) and
+calls its core algorithm."""
+
+from comfy_api.latest import io
+
+from ..search.evaluate import Evaluator, plan_count, run_guarded
+from ..search.noise import SeedRecipe
+from ..search.paths import path_search
+from ..search.random_search import random_search, seed_pool
+from ..search.zero_order import neighbours, zero_order_search
+from . import search_common as common
+from .types import NoisePoolType
+
+# model calls one solver step costs per sample (on a 2-point sigma grid), for the deterministic samplers
+# whose step evaluates the model twice; every other deterministic sampler costs one. Checked against the
+# counted calls at every step, so a wrong entry is an error, never a wrong NFE.
+TWO_CALL_STEPS = {"heun", "dpm_2", "heunpp2"}
+
+
+class RandomSearch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return common.schema(
+            "RandomSearch_NoiseSearch", "Random Search (best-of-N)",
+            "Best-of-N over seeded noises: sample N candidates (seed, seed+1, ...), score each with the verifier(s), "
+            "output the best. N comes from count or the NFE budget. Every candidate reproduces in a plain KSampler with its seed.",
+            [io.Int.Input("count", default=8, min=0, max=1_000_000,
+                          tooltip="Number of candidates N; 0 = as many as the NFE budget allows."),
+             NoisePoolType.Input("pool", optional=True,
+                                 tooltip="Optional Noise Candidate Pool: search exactly its candidates (overrides seed and count).")])
+
+    @classmethod
+    def execute(cls, **kw) -> io.NodeOutput:
+        ctx = common.begin(cls, kw, "random")
+        pool = kw.get("pool")
+        if pool is not None:
+            recipes = list(pool.recipes)
+            nfe = ctx.calibrate(recipes[0])
+            plan_count(len(recipes), ctx.budget, nfe, "pool size")
+            ctx.row_seeds.add(r.seed for r in recipes if isinstance(r, SeedRecipe))
+            params = {"pool": pool.params, "count": len(recipes), "budget": ctx.budget, "nfe_per_candidate": nfe,
+                      "chunk_size": ctx.chunk_size}
+            ev = Evaluator("random", params, ctx.shape, ctx.generator, ctx.scorer, nfe_per_candidate=nfe, chunk_size=ctx.chunk_size,
+                           top_k=ctx.top_k, cfg_multiplier=ctx.generator.cfg_multiplier, on_step=ctx.progress.on_step,
+                           on_scored=ctx.on_scored)
+            ev.progress_total = len(recipes)
+            result = run_guarded(ev, lambda: ev.evaluate(recipes), ctx.on_interrupt)
+        else:
+            nfe = ctx.calibrate(SeedRecipe(ctx.seed))
+            count = int(kw["count"]) or None
+            n = plan_count(count, ctx.budget, nfe)
+            ctx.row_seeds.add(r.seed for r in seed_pool(ctx.seed, n))
+            result = random_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, count=n, budget=ctx.budget,
+                                   nfe_per_candidate=nfe, cfg_multiplier=ctx.generator.cfg_multiplier, **common.callbacks(ctx))
+        return common.finish(cls, ctx, result)
+
+
+class ZeroOrderSearch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return common.schema(
+            "ZeroOrderSearch_NoiseSearch", "Zero-Order Search",
+            "ZO-N: start from the seed's noise as the pivot; each iteration scores N neighbours on the sphere around the "
+            "pivot (same norm, cosine lambda to it) and moves the pivot to the best. Every neighbour is reproducible from its recipe.",
+            [io.Int.Input("neighbours", default=2, min=1, max=4096, tooltip="N: neighbours scored per iteration (the paper uses 2 or 4)."),
+             io.Int.Input("iterations", default=4, min=0, max=100_000,
+                          tooltip="Iterations; 0 = as many as the NFE budget allows."),
+             io.Float.Input("lambda_", display_name="lambda", default=0.95, min=0.01, max=0.999, step=0.005,
+                            tooltip="Cosine similarity of each neighbour to the pivot (0.95 = about 18 degrees away); "
+                                    "smaller = bigger steps."),
+             io.Boolean.Input("score_pivot", default=False,
+                              tooltip="Also score the initial pivot (costs one candidate; tt-scale-flux does, the paper does not).")])
+
+    @classmethod
+    def execute(cls, **kw) -> io.NodeOutput:
+        ctx = common.begin(cls, kw, "zero_order")
+        n, lam = int(kw["neighbours"]), float(kw["lambda_"])
+        pivot = SeedRecipe(ctx.seed)
+        first = pivot if kw["score_pivot"] else neighbours(pivot, 0, n, lam, ctx.seed)[0]
+        nfe = ctx.calibrate(first)
+        ctx.row_seeds.add([ctx.seed])
+        result = zero_order_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, neighbours_per_iter=n,
+                                   iterations=int(kw["iterations"]) or None, lam=lam, budget=ctx.budget, nfe_per_candidate=nfe,
+                                   score_pivot=bool(kw["score_pivot"]), cfg_multiplier=ctx.generator.cfg_multiplier,
+                                   **common.callbacks(ctx))
+        return common.finish(cls, ctx, result)
+
+
+class PathSearch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return common.schema(
+            "PathSearch_NoiseSearch", "Search over Paths",
+            "Paths-N: N seeded paths are sampled down to start_step; each round every path is re-noised delta_f steps back "
+            "up M times, denoised delta_b steps forward, scored on its clean prediction, and the best N branches go on, "
+            "until the grid ends. Steps count on the sampler's sigma grid; needs a deterministic sampler.",
+            [io.Int.Input("paths", default=2, min=1, max=1024, tooltip="N: paths kept after every round (the paper's T2I runs use 2)."),
+             io.Int.Input("width", default=2, min=1, max=1024, tooltip="M: re-noised branches per path per round."),
+             io.Int.Input("start_step", default=10, min=0, max=10000,
+                          tooltip="Grid step where branching starts (0 = pure noise; must be < steps and >= delta_f)."),
+             io.Int.Input("delta_f", default=2, min=0, max=10000, tooltip="Forward (re-noising) steps per round, back up the grid."),
+             io.Int.Input("delta_b", default=4, min=1, max=10000,
+                          tooltip="Backward (denoising) steps per round; must exceed delta_f so every round ends nearer to clean.")],
+            proxy=False)
+
+    @classmethod
+    def execute(cls, **kw) -> io.NodeOutput:
+        ctx = common.begin(cls, kw, "paths", proxy=False)
+        if ctx.setup.stochastic:
+            raise ValueError("Search over Paths needs a deterministic (ODE) sampler: this sampler injects fresh noise at every step "
+                             "(ancestral / SDE / LCM / sCM); use e.g. euler, heun, dpmpp_2m")
+        common.check_noise_mask_free(ctx, "Search over Paths")
+        if ctx.scorer.needs_early:
+            raise ValueError("the self-supervised verifier needs the x0 prediction at noise level 0.4 of a full run; "
+                             "use it with Random or Zero-Order Search")
+        two = kw.get("sampler") is None and kw["sampler_name"] in TWO_CALL_STEPS
+
+        def step_nfe(a, b):
+            return 2 if two and float(b) > 0 else 1
+
+        mult = {"cfg": 1}
+
+        def body(t):
+            counter = ctx.setup.counter
+
+            def denoise(x, a, b):
+                calls, rows = counter.calls, counter.rows
+                out = t.denoise(x, a, b)
+                used, passes = counter.calls - calls, counter.rows - rows
+                if used != step_nfe(a, b):
+                    raise RuntimeError(f"NFE accounting: a step from sigma {float(a):.4g} to {float(b):.4g} made {used} model calls, "
+                                       f"expected {step_nfe(a, b)}; this sampler is not supported by Search over Paths")
+                mult["cfg"] = max(mult["cfg"], round(passes / max(used, 1) / x.shape[0]))
+                return out
+
+            return path_search(denoise, ctx.scorer, ctx.shape, ctx.search_sigmas, seed=ctx.seed, paths=int(kw["paths"]),
+                               width=int(kw["width"]), start_step=int(kw["start_step"]), forward_steps=int(kw["delta_f"]),
+                               backward_steps=int(kw["delta_b"]), step_nfe=step_nfe, prepare=t.prepare, renoise=t.renoise,
+                               decode=t.decode, **common.callbacks(ctx))
+
+        from .comfy_adapters import run_inside_sampler
+        result = run_inside_sampler(ctx.setup, body)
+        result.cfg_multiplier = mult["cfg"]
+
+        def no_render(recipe):
+            raise RuntimeError("internal: the chosen path candidate is not among the kept samples")
+        return common.finish(cls, ctx, result, render_recipe=no_render)
+
+
+NODES = [RandomSearch, ZeroOrderSearch, PathSearch]
