@@ -1,0 +1,1 @@
+"""Framework-free training recipes (torch + stdlib): sCD / sCT consistency distillation."""
