@@ -244,7 +244,11 @@ class ClassifierVerifier(Verifier):
         super().__init__(weights_id, device, dtype, batch_size)
         if output not in ("logit", "log_prob"):
             raise ValueError(f"output must be 'logit' or 'log_prob', got {output!r}")
-        self.model = model.to(self.device, dtype).eval()
+        self.model = model.to(self.device, dtype)
+        try:
+            self.model.eval()
+        except NotImplementedError:  # torch.export modules are fixed in the mode they were exported in
+            pass
         self.preprocess, self.num_classes, self.output = preprocess, int(num_classes), output
 
     def check_conditions(self, conds):

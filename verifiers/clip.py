@@ -77,16 +77,15 @@ def load_clip_folder(path, verifier="clip_score", source=CLIP_SOURCE, need_text=
 
     extra = ["preprocessor_config.json (optional)"]
     folder = files.as_folder(path, verifier, ["config.json", "model.safetensors"] + (CLIP_TOKENIZER_FILES if need_text else []), source)
-    cfg = files.check_hf_folder(folder, verifier, source, need_tokenizer=need_text, extra_expected=extra)
+    cfg = files.check_hf_folder(folder, verifier, source, need_tokenizer=False, extra_expected=extra)
     mt = cfg.get("model_type")
-    if mt == "clip":
-        model = files.from_pretrained(CLIPModel, folder, verifier, source)
-    elif mt == "clip_vision_model" and not need_text:
-        model = files.from_pretrained(CLIPVisionModelWithProjection, folder, verifier, source)
-    else:
+    if mt != "clip" and not (mt == "clip_vision_model" and not need_text):
         raise files.CorruptWeightsError(
             f"{verifier} verifier: {os.path.join(folder, 'config.json')} has model_type {mt!r}; expected 'clip'"
             f"{' or clip_vision_model' if not need_text else ''} (a CLIP model saved with save_pretrained; get one from {source})")
+    if need_text:
+        files.check_hf_folder(folder, verifier, source, need_tokenizer=True, extra_expected=extra)
+    model = files.from_pretrained(CLIPModel if mt == "clip" else CLIPVisionModelWithProjection, folder, verifier, source)
     tok = load_tokenizer(folder, verifier, source) if need_text else None
     return model, tok, preprocess_from_folder(folder, model.config.vision_config.image_size if hasattr(model.config, "vision_config") else model.config.image_size)
 
@@ -122,7 +121,7 @@ class CLIPBase(Verifier):
         return self.cache.get_many(list(prompts), self.encode_texts)
 
     def logit_scale(self):
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     def cosine(self, images, prompts):
         return (self.image_embeds(images) * self.text_embeds(prompts)).sum(-1)

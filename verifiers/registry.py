@@ -12,7 +12,7 @@ image_reward       ImageReward.pt + med_config.json + vocab.txt (bert-base-uncas
 clip_zero_shot     CLIP folder (as clip_score); class_names= (default ImageNet), templates=
 dino_linear        Dinov2Model folder + linear head file (*head*.pth / .safetensors)
 self_supervised    Dinov2Model or CLIP folder (features for cos(early x0, final))
-classifier         transformers image-classification folder (AutoModelForImageClassification) or a TorchScript file
+classifier         transformers image-classification folder (AutoModelForImageClassification), .pt2 or TorchScript file
 vlm_grader         image-text-to-text folder (e.g. Qwen2-VL): model + processor + tokenizer
 ensemble           members=[verifier objects or (name, path[, opts])], rule='mean_rank'|'zscore', weights=
 =================  ======================================================================================
@@ -30,24 +30,29 @@ from .features import load_dino_linear, load_self_supervised
 from .imagereward import load_image_reward
 from .vlm import load_vlm_grader
 
-CLASSIFIER_SOURCE = "any transformers image classifier saved with save_pretrained, or torch.jit.save of a torch classifier"
+CLASSIFIER_SOURCE = "any transformers image classifier saved with save_pretrained, or torch.export.save / torch.jit.save of a torch classifier"
 
 
 def load_classifier(path, device="cpu", dtype=torch.float32, num_classes=None, size=224, resize=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                     output="logit", batch_size=64, **_):
     """Layout: a transformers ``*ForImageClassification`` folder (config.json, model.safetensors, preprocessor_config.json
-    optional), or a TorchScript file (``.pt``/``.ts``; give ``num_classes``, ``size``, ``mean``, ``std``)."""
+    optional), or a file: ``torch.export.save`` program (``.pt2``) or TorchScript (``.pt``/``.ts``); for a file give
+    ``num_classes``, ``size``, ``mean``, ``std``."""
     from transformers import AutoModelForImageClassification
 
     name = "classifier"
-    expected = ["config.json + model.safetensors (an image classifier saved with save_pretrained)", "or a TorchScript .pt file"]
+    expected = ["config.json + model.safetensors (an image classifier saved with save_pretrained)",
+                "or a torch.export .pt2 / TorchScript .pt file"]
     p = os.path.abspath(os.path.expanduser(str(path)))
     if os.path.isfile(p):
         try:
-            model = torch.jit.load(p, map_location="cpu")
+            if p.endswith(".pt2"):
+                model = torch.export.load(p).module()
+            else:
+                model = torch.jit.load(p, map_location="cpu")
         except Exception as err:  # noqa: BLE001
-            raise files.corrupt_error(name, p, f"not a TorchScript file: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                                      expected, CLASSIFIER_SOURCE) from err
+            raise files.corrupt_error(name, p, f"not a torch.export / TorchScript file: {type(err).__name__}: "
+                                      f"{str(err).splitlines()[0] if str(err) else ''}", expected, CLASSIFIER_SOURCE) from err
         if num_classes is None:
             raise ValueError("classifier verifier: a TorchScript classifier needs num_classes=")
         from .base import ImagePreprocess

@@ -29,6 +29,38 @@ def to_pil(images):
     return [Image.fromarray(np.ascontiguousarray(a)) for a in x]
 
 
+class ImageTokenProcessor:
+    """Stand-in for a Qwen2-VL-style processor built from the image processor and the tokenizer alone (the 5.x
+    ``Qwen2VLProcessor`` needs a video processor, which needs torchvision): each image token in the text is
+    expanded to ``prod(image_grid_thw) // merge_size**2`` copies, and ``mm_token_type_ids`` marks them 1."""
+
+    def __init__(self, image_processor, tokenizer, image_token="<|image_pad|>", chat_template=None):
+        self.image_processor, self.tokenizer, self.image_token = image_processor, tokenizer, image_token
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+
+    def apply_chat_template(self, messages, **kw):
+        return self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template, **kw)
+
+    def __call__(self, text, images, return_tensors="pt", padding=True, **kw):
+        vis = self.image_processor(images=images, return_tensors="pt", **kw)
+        merge = getattr(self.image_processor, "merge_size", 1) ** 2
+        counts = (vis["image_grid_thw"].prod(-1) // merge).tolist()
+        out, k = [], 0
+        for t in text:
+            parts = t.split(self.image_token)
+            s = parts[0]
+            for p in parts[1:]:
+                s += self.image_token * int(counts[k]) + p
+                k += 1
+            out.append(s)
+        enc = self.tokenizer(out, return_tensors="pt", padding=padding)
+        enc = dict(enc)
+        enc["mm_token_type_ids"] = (enc["input_ids"] == self.image_token_id).int()
+        enc.update(vis)
+        return enc
+
+
 class VLMGraderVerifier(Verifier):
     name = "vlm_grader"
     condition = "prompt"
@@ -97,7 +129,13 @@ def load_vlm_grader(path, device="cpu", dtype=torch.float32, question=QUESTION, 
     files.check_hf_folder(folder, name, SOURCE, need_tokenizer=True, extra_expected=EXPECTED[3:])
     if not any(os.path.isfile(os.path.join(folder, n)) for n in ("preprocessor_config.json", "processor_config.json")):
         raise files.missing_error(name, "preprocessor_config.json (or processor_config.json)", folder, EXPECTED, SOURCE)
-    processor = files.from_pretrained(AutoProcessor, folder, name, SOURCE)
+    try:
+        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except Exception:  # noqa: BLE001 - e.g. Qwen2VLProcessor needs torchvision for its video processor
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        processor = ImageTokenProcessor(files.from_pretrained(AutoImageProcessor, folder, name, SOURCE),
+                                        files.from_pretrained(AutoTokenizer, folder, name, SOURCE))
     model = files.from_pretrained(AutoModelForImageTextToText, folder, name, SOURCE)
     return VLMGraderVerifier(model, processor, question=question, weights_id=folder, device=device, dtype=dtype, batch_size=batch_size,
                              max_pixels=max_pixels)
