@@ -1,0 +1,250 @@
+// Score-vs-NFE chart for the noise-search nodes, drawn on a plain <canvas> (no libraries).
+//
+// Pure drawing module: no side effects at import (ComfyUI auto-loads every .js under web/),
+// so importing it from the extension and auto-loading it are both harmless.
+
+const PALETTE = ["#5b9cf6", "#f6a55b", "#7bd88f", "#c792ea", "#f07178", "#4dd0e1", "#ffcb6b", "#a0a8b8"];
+export const WINNER_COLOR = "#ffc94d";
+export const PICK_COLOR = "#40e0d0";
+
+export function roundColor(round) {
+  const r = Number.isFinite(round) ? Math.abs(Math.trunc(round)) : 0;
+  return PALETTE[r % PALETTE.length];
+}
+
+/** "Nice" tick values covering [lo, hi] (1-2-5 steps), at most about `count` of them. */
+export function niceTicks(lo, hi, count = 5) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
+  if (hi < lo) [lo, hi] = [hi, lo];
+  if (hi === lo) {
+    const pad = Math.abs(lo) > 0 ? Math.abs(lo) * 0.1 : 1;
+    lo -= pad;
+    hi += pad;
+  }
+  const raw = (hi - lo) / Math.max(1, count);
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const norm = raw / mag;
+  const step = (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+  const start = Math.ceil(lo / step - 1e-9) * step;
+  const ticks = [];
+  for (let v = start; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return ticks;
+}
+
+export function formatNumber(v, span) {
+  if (!Number.isFinite(v)) return "–";
+  const a = Math.abs(v);
+  if (a >= 1e5) return v.toExponential(1);
+  if (a >= 1000) return Math.round(v).toLocaleString("en-US");
+  const s = span ?? a;
+  const digits = s >= 10 ? 0 : s >= 1 ? 1 : s >= 0.1 ? 2 : s >= 0.01 ? 3 : 4;
+  return v.toFixed(digits);
+}
+
+/** Best-so-far curve [(x, best)] over candidates sorted by x then index. */
+export function bestCurve(points) {
+  const sorted = [...points].sort((a, b) => a.x - b.x || a.index - b.index);
+  const out = [];
+  let best = -Infinity;
+  for (const p of sorted) {
+    if (p.y > best) best = p.y;
+    out.push({ x: p.x, y: best });
+  }
+  return out;
+}
+
+/**
+ * Points for the chart: x = search NFE at which a candidate was scored (the paper's x-axis),
+ * or the candidate index when the node has no NFE accounting (e.g. Verifier Score).
+ */
+export function chartPoints(candidates) {
+  const list = candidates.filter((c) => Number.isFinite(Number(c.score)));
+  const hasNfe = list.some((c) => Number(c.nfe) > 0);
+  return {
+    xLabel: hasNfe ? "search NFE" : "candidate",
+    points: list.map((c) => ({
+      x: hasNfe ? Number(c.nfe) : Number(c.index),
+      y: Number(c.score),
+      index: Number(c.index),
+      round: Number(c.round ?? 0),
+    })),
+  };
+}
+
+function themeColors(el) {
+  const css = getComputedStyle(el);
+  const pick = (name, fallback) => (css.getPropertyValue(name) || "").trim() || fallback;
+  return {
+    fg: pick("--fg-color", "#dddddd"),
+    muted: pick("--descrip-text", "#999999"),
+    grid: pick("--border-color", "#4e4e4e"),
+    bg: pick("--comfy-input-bg", "#222222"),
+  };
+}
+
+/**
+ * Draw the chart into `canvas` (sized to its CSS box times devicePixelRatio).
+ * `data`: {candidates, winner, picked, budget}. Returns the hit-test list in CSS pixels.
+ */
+export function drawChart(canvas, data) {
+  const rect = canvas.getBoundingClientRect();
+  const cssW = Math.max(120, Math.round(canvas.clientWidth || rect.width || 300));
+  const cssH = Math.max(80, Math.round(canvas.clientHeight || rect.height || 150));
+  const dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
+    canvas.width = Math.round(cssW * dpr);
+    canvas.height = Math.round(cssH * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, cssW, cssH);
+  const colors = themeColors(canvas);
+  ctx.font = "10px sans-serif";
+
+  const { points, xLabel } = chartPoints(data.candidates || []);
+  canvas.dataset.points = String(points.length);
+  const M = { l: 44, r: 10, t: 14, b: 26 };
+  const W = cssW - M.l - M.r;
+  const H = cssH - M.t - M.b;
+
+  ctx.fillStyle = colors.bg;
+  ctx.fillRect(M.l, M.t, W, H);
+
+  if (!points.length) {
+    ctx.fillStyle = colors.muted;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(data.emptyText || "Queue the workflow: scores appear here while the search runs", M.l + W / 2, M.t + H / 2);
+    return [];
+  }
+
+  const budget = Number(data.budget);
+  let xMax = Math.max(...points.map((p) => p.x));
+  if (xLabel === "search NFE" && Number.isFinite(budget) && budget > 0) xMax = Math.max(xMax, budget);
+  let xMin = xLabel === "search NFE" ? 0 : Math.min(...points.map((p) => p.x));
+  if (xMax <= xMin) xMax = xMin + 1;
+  let yMin = Math.min(...points.map((p) => p.y));
+  let yMax = Math.max(...points.map((p) => p.y));
+  const yPad = yMax > yMin ? (yMax - yMin) * 0.08 : Math.max(Math.abs(yMax) * 0.05, 0.05);
+  yMin -= yPad;
+  yMax += yPad;
+  const xPad = (xMax - xMin) * 0.03;
+  xMin -= xLabel === "search NFE" ? 0 : xPad;
+  xMax += xPad;
+
+  const sx = (x) => M.l + ((x - xMin) / (xMax - xMin)) * W;
+  const sy = (y) => M.t + H - ((y - yMin) / (yMax - yMin)) * H;
+
+  // grid + tick labels
+  ctx.strokeStyle = colors.grid;
+  ctx.lineWidth = 1;
+  ctx.fillStyle = colors.muted;
+  const yTicks = niceTicks(yMin, yMax, Math.max(2, Math.floor(H / 28)));
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  const ySpan = yMax - yMin;
+  for (const t of yTicks) {
+    const y = Math.round(sy(t)) + 0.5;
+    ctx.globalAlpha = 0.45;
+    ctx.beginPath();
+    ctx.moveTo(M.l, y);
+    ctx.lineTo(M.l + W, y);
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+    ctx.fillText(formatNumber(t, ySpan / 4), M.l - 5, y);
+  }
+  const xTicks = niceTicks(Math.max(xMin, xLabel === "search NFE" ? 0 : xMin), xMax, Math.max(2, Math.floor(W / 60)));
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (const t of xTicks) {
+    if (xLabel === "candidate" && !Number.isInteger(t)) continue;
+    const x = Math.round(sx(t)) + 0.5;
+    ctx.globalAlpha = 0.3;
+    ctx.beginPath();
+    ctx.moveTo(x, M.t);
+    ctx.lineTo(x, M.t + H);
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+    ctx.fillText(formatNumber(t, xMax - xMin), x, M.t + H + 4);
+  }
+  ctx.textAlign = "right";
+  ctx.fillText(xLabel, M.l + W, M.t + H + 14);
+
+  // NFE budget marker
+  if (xLabel === "search NFE" && Number.isFinite(budget) && budget > 0) {
+    const x = Math.round(sx(budget)) + 0.5;
+    ctx.save();
+    ctx.setLineDash([4, 3]);
+    ctx.strokeStyle = colors.muted;
+    ctx.beginPath();
+    ctx.moveTo(x, M.t);
+    ctx.lineTo(x, M.t + H);
+    ctx.stroke();
+    ctx.restore();
+    ctx.fillStyle = colors.muted;
+    ctx.textAlign = x > M.l + W - 60 ? "right" : "center";
+    ctx.textBaseline = "bottom";
+    ctx.fillText(`budget ${formatNumber(budget)}`, ctx.textAlign === "right" ? M.l + W : x, M.t - 2);
+  }
+
+  // best-so-far step line
+  const curve = bestCurve(points);
+  ctx.save();
+  ctx.strokeStyle = WINNER_COLOR;
+  ctx.globalAlpha = 0.85;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  curve.forEach((p, i) => {
+    const x = sx(p.x), y = sy(p.y);
+    if (i === 0) ctx.moveTo(x, y);
+    else {
+      ctx.lineTo(x, sy(curve[i - 1].y));
+      ctx.lineTo(x, y);
+    }
+  });
+  ctx.stroke();
+  ctx.restore();
+
+  // candidates
+  const hits = [];
+  for (const p of points) {
+    const x = sx(p.x), y = sy(p.y);
+    ctx.beginPath();
+    ctx.arc(x, y, 2.6, 0, Math.PI * 2);
+    ctx.fillStyle = roundColor(p.round);
+    ctx.globalAlpha = 0.85;
+    ctx.fill();
+    ctx.globalAlpha = 1;
+    hits.push({ x, y, index: p.index });
+  }
+  const ring = (index, color, r) => {
+    const p = points.find((q) => q.index === index);
+    if (!p) return;
+    ctx.beginPath();
+    ctx.arc(sx(p.x), sy(p.y), r, 0, Math.PI * 2);
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.stroke();
+  };
+  if (data.winner != null && data.winner >= 0) ring(Number(data.winner), WINNER_COLOR, 6);
+  if (data.picked != null && data.picked >= 0 && data.picked !== data.winner) ring(Number(data.picked), PICK_COLOR, 6);
+
+  // frame
+  ctx.strokeStyle = colors.grid;
+  ctx.lineWidth = 1;
+  ctx.strokeRect(M.l + 0.5, M.t + 0.5, W - 1, H - 1);
+  return hits;
+}
+
+/** Nearest hit within `radius` CSS pixels of (x, y), or null. */
+export function hitTest(hits, x, y, radius = 7) {
+  let best = null, bestD = radius * radius;
+  for (const h of hits || []) {
+    const d = (h.x - x) ** 2 + (h.y - y) ** 2;
+    if (d <= bestD) {
+      best = h;
+      bestD = d;
+    }
+  }
+  return best;
+}
