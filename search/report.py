@@ -99,6 +99,13 @@ def score_vs_nfe_plot(curves, width=640, height=400, title="best score vs search
             d.line(steps, fill=col, width=2)
         for p in pts:
             d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=col)
-        d.rectangle([width - R - 150, T + 8 + 16 * k, width - R - 140, T + 18 + 16 * k], fill=col)
-        d.text((width - R - 135, T + 6 + 16 * k), name, fill=(0, 0, 0), font=font)
+    # legend in the lower-right corner (best-so-far curves rise, so it rarely hides a line), on white
+    lx, ly = width - R - 150, height - B - 10 - 16 * len(curves)
+    d.rectangle([lx - 6, ly - 4, width - R - 4, height - B - 4], fill="white", outline=(200, 200, 200))
+    for k, name in enumerate(curves):
+        col = PALETTE[k % len(PALETTE)]
+        d.rectangle([lx, ly + 3 + 16 * k, lx + 10, ly + 13 + 16 * k], fill=col)
+        d.text((lx + 15, ly + 1 + 16 * k), name, fill=(0, 0, 0), font=font)
+    if baseline is not None:
+        d.text((L + 6, py(baseline) - 15), "no search", fill=(110, 110, 110), font=font)
     return img
