@@ -200,7 +200,7 @@ def test_missing_and_corrupt_weights_name_file_and_script(tmp_path):
     missing = tmp_path / "nowhere" / "student.safetensors"
     with pytest.raises(FileNotFoundError) as e:
         load.load_student(missing)
-    assert "student.safetensors" in str(e.value) and "train_student" in str(e.value)
+    assert "student.safetensors" in str(e.value) and "distill_student" in str(e.value)
     with pytest.raises(FileNotFoundError, match="train_teacher"):
         load.load_teacher(tmp_path / "teacher.safetensors")
     bad = tmp_path / "classifier.safetensors"

@@ -23,7 +23,7 @@ KINDS = {
     "classifier": ("classifier.safetensors", DigitClassifier,
                    "python -m noise_search.toyworld.train_classifier --out toyworld/weights/classifier.safetensors"),
     "student": ("student.safetensors", TrigFlowNet,
-                "python -m noise_search.toyworld.train_student --out toyworld/weights/student.safetensors "
+                "python -m noise_search.toyworld.distill_student --out toyworld/weights/student.safetensors "
                 "(sCD distillation of the teacher; same architecture as the teacher)"),
 }
 
