@@ -22,7 +22,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        for note in getattr(err, "__notes__", ()):  # e.g. saving the partial result failed
+            print(note, file=sys.stderr)
         print("cancelled (Ctrl-C); the best result so far was saved where the command writes its output", file=sys.stderr)
         return 130
 

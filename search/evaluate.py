@@ -7,6 +7,7 @@ and the search goes on.
 """
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -227,9 +228,16 @@ def run_guarded(ev, body, on_interrupt=None):
     ``on_interrupt`` first so the best so far is never lost, then re-raise."""
     try:
         body()
-    except BaseException:
+    except BaseException as exc:
         if on_interrupt is not None and ev.result.history:
-            on_interrupt(ev.result)
+            try:
+                on_interrupt(ev.result)
+            except Exception as err:  # noqa: BLE001 - the cancel/error stays the exception raised; the failed save is attached to it
+                note = f"on_interrupt could not save the partial result: {type(err).__name__}: {err}"
+                if hasattr(exc, "add_note"):
+                    exc.add_note(note)
+                else:  # Python 3.10
+                    warnings.warn(note, RuntimeWarning, stacklevel=2)
         raise
     return ev.finish()
 
