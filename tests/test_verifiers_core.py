@@ -15,6 +15,11 @@ from noise_search.verifiers import (CorruptWeightsError, EnsembleVerifier, Missi
 from noise_search.verifiers.base import EmbeddingCache, ImagePreprocess, center_crop, resize_shortest  # noqa: E402
 from noise_search.verifiers.ensemble import ranks, zscores  # noqa: E402
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from S.one_thread()
+
 # -- preprocessing ---------------------------------------------------------------------------------
 
 

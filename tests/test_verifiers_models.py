@@ -14,6 +14,11 @@ import verifiers_support as S  # noqa: E402
 from noise_search.verifiers import load_verifier  # noqa: E402
 from noise_search.verifiers.base import ImagePreprocess  # noqa: E402
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from S.one_thread()
+
 PROMPTS = ["a photo of a cat", "a dog", "a photo of a cat"]
 
 
