@@ -1,0 +1,154 @@
+"""Distil the toy world's TrigFlow teacher into a 1-2 step sCM student (sCD, Algorithm 1 of Lu & Song 2024).
+
+    python -m noise_search.toyworld.distill_student --out toyworld/weights/student.safetensors [--iterations N]
+
+The student starts from the teacher's (EMA) weights and is trained with ``training.scm_distill`` on
+all 1797 digits; every ``--eval-every`` iterations the EMA student is scored with the toy FD protocol
+(2000 samples, 200 per class, classifier features, clamped) at 1 step and 2 steps, on *selection*
+seeds that the benchmark (benchmarks/scm_fd.py, seeds 0 and 1) does not use. The EMA weights with the
+best 2-step FD are saved (fp16, same architecture as the teacher, so ``load_student()`` reads them).
+toy-world.md: the loss says nothing about progress and quality drifts, hence the FD-based selection.
+
+Deterministic for a given machine and thread count: every random draw comes from seeded generators.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import torch
+
+from ..samplers.scm import default_noise_sampler, sample_scm, scm_sigmas
+from ..samplers.trigflow import TrigFlowAsDenoiser
+from ..training.scm_distill import SCMConfig, SCMDistiller
+from .data import IMAGE_SHAPE, load_digits_tensor
+from .models import SIGMA_DATA
+
+DEFAULTS = {"iterations": 3000, "batch": 256, "lr": 1e-4, "p_mean": -1.0, "p_std": 1.4, "tangent_warmup": 800, "ema": 0.999,
+            "tangent_c": 0.1, "eval_every": 250, "t_mid": 1.0, "select_seeds": [100, 101], "seed": 0, "threads": 1}
+
+
+def student_samples(net, labels, steps, t_mid=None, seed=0, batch_size=1000, sigma_max=80.0, sigma_data=SIGMA_DATA):
+    """sCM samples [N, 1, 8, 8] (raw, not clamped) of a TrigFlow ``net`` for ``labels``, with 1-4 steps.
+
+    Initial noise: unit Gaussian from a generator seeded with ``seed`` (as toyworld.evaluate.sample_noise),
+    scaled by sigma_max (ComfyUI's noise_scaling); re-noising draws come from a second generator seeded with
+    ``seed + 1_000_003`` per batch chunk, so the result does not depend on how many steps came before.
+    """
+    labels = torch.as_tensor(labels).long().flatten()
+    sigmas = scm_sigmas(steps, sigma_data=sigma_data, t_mid=t_mid, sigma_max=sigma_max)
+    g = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn((labels.numel(),) + IMAGE_SHAPE, generator=g)
+    den = TrigFlowAsDenoiser(net, sigma_data)
+    out = []
+    was_training = net.training
+    net.eval()
+    for k, i in enumerate(range(0, labels.numel(), batch_size)):
+        x = noise[i: i + batch_size] * sigmas[0]
+        ns = default_noise_sampler(x, seed=int(seed) + 1_000_003 + k)
+        out.append(sample_scm(den, x, sigmas, extra_args={"class_labels": labels[i: i + batch_size]}, noise_sampler=ns))
+    net.train(was_training)
+    return torch.cat(out)
+
+
+def student_fd(net, reference, steps, t_mid=None, seeds=(0,), per_class=200):
+    """Mean over ``seeds`` of the toy FD report (fd_clamped, fd_raw, accuracy) of the student at ``steps``."""
+    from .evaluate import balanced_labels, fd_report
+
+    labels = balanced_labels(per_class)
+    rows = [fd_report(student_samples(net, labels, steps, t_mid, seed), labels, reference, pr_k=0) for seed in seeds]
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m noise_search.toyworld.distill_student", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="where to write the student .safetensors")
+    p.add_argument("--teacher", default=None, help="teacher .safetensors (default: the committed one)")
+    p.add_argument("--classifier", default=None, help="classifier .safetensors for the FD monitor (default: the committed one)")
+    p.add_argument("--iterations", type=int, default=DEFAULTS["iterations"])
+    p.add_argument("--batch", type=int, default=DEFAULTS["batch"])
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--p-mean", type=float, default=DEFAULTS["p_mean"])
+    p.add_argument("--p-std", type=float, default=DEFAULTS["p_std"])
+    p.add_argument("--tangent-warmup", type=int, default=DEFAULTS["tangent_warmup"], help="H: r = min(1, it / H)")
+    p.add_argument("--tangent-c", type=float, default=DEFAULTS["tangent_c"])
+    p.add_argument("--ema", type=float, default=DEFAULTS["ema"])
+    p.add_argument("--no-adaptive-weight", action="store_true")
+    p.add_argument("--eval-every", type=int, default=DEFAULTS["eval_every"], help="FD monitor period (0: only at the end)")
+    p.add_argument("--t-mid", type=float, default=DEFAULTS["t_mid"], help="2-step intermediate time used for selection")
+    p.add_argument("--select-seeds", type=int, nargs="+", default=DEFAULTS["select_seeds"])
+    p.add_argument("--eval-per-class", type=int, default=200, help="FD monitor samples per class (toy protocol: 200)")
+    p.add_argument("--select", choices=["fd2", "last"], default="fd2",
+                   help="save the EMA with the best 2-step clamped FD (fd2) or the last one")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
+                   help="torch threads (1 is far faster than 2 when other jobs share the 2 cores)")
+    p.add_argument("--log", default=None, help="also write the monitor rows as JSON lines here")
+    args = p.parse_args(argv)
+    if args.iterations < 1:
+        p.error(f"--iterations must be >= 1, got {args.iterations}")
+    if args.batch < 1:
+        p.error(f"--batch must be >= 1, got {args.batch}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    from .evaluate import FDReference
+    from .load import load_classifier, load_teacher, save_weights
+
+    teacher = load_teacher(args.teacher)
+    reference = FDReference(load_classifier(args.classifier))
+    x_all, y_all = load_digits_tensor()
+    cfg = SCMConfig(mode="scd", sigma_data=SIGMA_DATA, p_mean=args.p_mean, p_std=args.p_std, lr=args.lr,
+                    tangent_c=args.tangent_c, tangent_warmup=args.tangent_warmup, ema_decay=args.ema,
+                    adaptive_weight=not args.no_adaptive_weight, seed=args.seed)
+    dist = SCMDistiller(teacher, cfg)
+    data_gen = torch.Generator().manual_seed(args.seed + 1)
+
+    def monitor(it, secs):
+        fd1 = student_fd(dist.ema, reference, 1, seeds=args.select_seeds, per_class=args.eval_per_class)
+        fd2 = student_fd(dist.ema, reference, 2, args.t_mid, seeds=args.select_seeds, per_class=args.eval_per_class)
+        row = {"iteration": it, "seconds": round(secs, 1), "fd1_clamped": round(fd1["fd_clamped"], 4),
+               "fd1_raw": round(fd1["fd_raw"], 4), "fd2_clamped": round(fd2["fd_clamped"], 4),
+               "fd2_raw": round(fd2["fd_raw"], 4), "acc2": round(fd2["accuracy"], 4)}
+        return row
+
+    history, best, best_state = [], None, None
+    t0 = time.perf_counter()
+    train_secs = 0.0
+    stats = {}
+    for it in range(1, args.iterations + 1):
+        idx = torch.randint(0, x_all.shape[0], (args.batch,), generator=data_gen)
+        ts = time.perf_counter()
+        stats = dist.step(x_all[idx], y_all[idx])
+        train_secs += time.perf_counter() - ts
+        if not all(math.isfinite(stats[k]) for k in ("loss", "mse")):
+            raise FloatingPointError(f"sCD loss became non-finite at iteration {it}: {stats}")
+        if (args.eval_every and it % args.eval_every == 0) or it == args.iterations:
+            row = monitor(it, time.perf_counter() - t0)
+            row.update({"loss": round(stats["loss"], 5), "g_norm": round(stats["g_norm"], 5), "logvar": round(stats["logvar"], 4)})
+            history.append(row)
+            print(json.dumps(row), flush=True)
+            if args.log:
+                with open(args.log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            if args.select == "last" or best is None or row["fd2_clamped"] < best["fd2_clamped"]:
+                best = row
+                best_state = {k: v.detach().clone() for k, v in dist.ema.state_dict().items()}
+    dist.ema.load_state_dict(best_state)
+    info = {"script": "toyworld/distill_student.py", "method": "sCD (Lu & Song 2024, Algorithm 1), EMA weights",
+            "args": {k: v for k, v in vars(args).items() if k not in ("out", "log")}, "config": cfg.to_dict(),
+            "selected": best, "selection": f"{args.select} on seeds {args.select_seeds} (benchmark seeds differ)",
+            "history": history, "train_seconds": round(train_secs, 1), "total_seconds": round(time.perf_counter() - t0, 1),
+            "torch": torch.__version__, "threads": args.threads}
+    save_weights(dist.ema, args.out, "student", info)
+    print(json.dumps({"saved": str(args.out), "selected": best, "total_seconds": info["total_seconds"]}), flush=True)
+    return info
+
+
+if __name__ == "__main__":
+    main()
