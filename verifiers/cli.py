@@ -23,7 +23,7 @@ def add_parser(subparsers):
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="extra loader option (JSON value or string)")
     p.add_argument("--list", action="store_true", help="list the verifier names and exit")
     p.add_argument("images", nargs="*", help="image files")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, run=run)
     return p
 
 
@@ -64,7 +64,11 @@ def run(args, out=None):
         raise SystemExit("score: give at least one IMAGE")
     if not args.weights:
         raise SystemExit("score: --weights PATH is required")
-    v = load_verifier(args.verifier, args.weights, device=args.device, dtype=getattr(torch, args.dtype), **_opts(args.opt))
+    try:
+        v = load_verifier(args.verifier, args.weights, device=args.device, dtype=getattr(torch, args.dtype), **_opts(args.opt))
+    except (ValueError, OSError, TypeError) as err:  # unknown name, missing/corrupt weights, bad --opt
+        print(f"score: {err}", file=sys.stderr)
+        return 2
     cond = args.prompt if args.prompt is not None else args.class_id
     if v.condition == "prompt" and args.prompt is None:
         raise SystemExit(f"score: the {v.name} verifier needs --prompt TEXT")
