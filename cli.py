@@ -15,6 +15,9 @@ def build_parser():
     from . import demo
 
     demo.add_parser(sub)
+    from .verifiers import cli as verifiers_cli
+
+    verifiers_cli.add_parser(sub)
     return parser
 
 
