@@ -6,34 +6,17 @@ green without ComfyUI. Set-up of a suitable environment: tests/README-comfy.md.
 
 import asyncio
 import os
-import sys
 
 import pytest
 import torch
+
+from tiny_models import import_comfy, make_tiny_classifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMFY = os.environ.get("COMFYUI_PATH")
 
 
-def _import_comfy():
-    if not COMFY:
-        return "COMFYUI_PATH is not set (see tests/README-comfy.md)"
-    if not os.path.isfile(os.path.join(COMFY, "comfy", "sd.py")):
-        return f"COMFYUI_PATH={COMFY} is not a ComfyUI checkout"
-    if COMFY not in sys.path:
-        sys.path.insert(0, COMFY)
-    try:
-        import comfy.cli_args
-        comfy.cli_args.args.cpu = True  # before anything imports comfy.model_management
-        import comfy.sd  # noqa: F401
-        import comfy_api.latest  # noqa: F401
-        import folder_paths  # noqa: F401
-    except Exception as err:  # noqa: BLE001 - any import failure means: skip, with the reason
-        return f"ComfyUI at {COMFY} does not import: {type(err).__name__}: {err}"
-    return None
-
-
-SKIP_REASON = _import_comfy()
+SKIP_REASON = import_comfy(COMFY)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -66,18 +49,6 @@ def comfy_env(tmp_path_factory):
     asyncio.run(ext.comfy_entrypoint())  # registers models/verifiers
     folder_paths.add_model_folder_path("verifiers", str(vdir), is_default=True)
     return {"root": root, "sd15": paths["sd15"], "sd3": paths["sd3"], "verifiers": vdir, "output": out, "temp": temp}
-
-
-def make_tiny_classifier(path, seed=0):
-    """A TorchScript 10-class CNN with random weights: a real 'classifier' verifier that needs no download."""
-    g = torch.Generator().manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    torch.jit.save(torch.jit.script(net.eval()), path)
-    return path
 
 
 @pytest.fixture(scope="session")

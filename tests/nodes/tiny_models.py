@@ -11,9 +11,41 @@ Only ever run with a ComfyUI checkout importable (tests/nodes/conftest.py arrang
 """
 
 import os
+import sys
 
 import torch
 from safetensors.torch import save_file
+
+
+def import_comfy(comfy_path):
+    """Make the ComfyUI checkout at ``comfy_path`` importable in-process (CPU); returns None or why it cannot be."""
+    if not comfy_path:
+        return "COMFYUI_PATH is not set (see tests/README-comfy.md)"
+    if not os.path.isfile(os.path.join(comfy_path, "comfy", "sd.py")):
+        return f"COMFYUI_PATH={comfy_path} is not a ComfyUI checkout"
+    if comfy_path not in sys.path:
+        sys.path.insert(0, comfy_path)
+    try:
+        import comfy.cli_args
+        comfy.cli_args.args.cpu = True  # before anything imports comfy.model_management
+        import comfy.sd  # noqa: F401
+        import comfy_api.latest  # noqa: F401
+        import folder_paths  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - any import failure means: skip, with the reason
+        return f"ComfyUI at {comfy_path} does not import: {type(err).__name__}: {err}"
+    return None
+
+
+def make_tiny_classifier(path, seed=0):
+    """A TorchScript 10-class CNN with random weights: a real 'classifier' verifier that needs no download."""
+    g = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    torch.jit.save(torch.jit.script(net.eval()), path)
+    return path
 
 
 def _reinit(module, seed):

@@ -1,0 +1,201 @@
+"""End to end: a real ComfyUI server (``main.py --cpu`` on a free loopback port) with the pack as a custom
+node, tiny random models under the model names the example workflows use, the API-format graphs of
+tests/e2e/graphs/ posted to /prompt and the results read from /history (plus the pack's websocket
+progress events and a cancel). Skipped without COMFYUI_PATH; see tests/README-comfy.md."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+COMFY = os.environ.get("COMFYUI_PATH")
+sys.path.insert(0, str(ROOT / "tests" / "nodes"))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+from tiny_models import import_comfy  # noqa: E402
+
+SKIP_REASON = import_comfy(COMFY)
+pytestmark = [pytest.mark.e2e, pytest.mark.comfy, pytest.mark.skipif(bool(SKIP_REASON), reason=SKIP_REASON or "")]
+
+GRAPHS = sorted(HERE.glob("graphs/*.json"))
+CHECKPOINT_NAMES = {"v1-5-pruned-emaonly-fp16.safetensors": "sd15", "scm_trigflow_student.safetensors": "sd15",
+                    "sd3.5_medium_incl_clips.safetensors": "sd3"}
+NODE_IDS = ["NoiseCandidatePool_NoiseSearch", "VerifierLoader_NoiseSearch", "VerifierScore_NoiseSearch", "RandomSearch_NoiseSearch",
+            "ZeroOrderSearch_NoiseSearch", "PathSearch_NoiseSearch", "SCMSampler_NoiseSearch", "SCMSigmas_NoiseSearch",
+            "TrigFlowModelSampling_NoiseSearch", "SaveImageWithProvenance_NoiseSearch"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url, data=None, timeout=30):
+    req = urllib.request.Request(url, data=None if data is None else json.dumps(data).encode(),
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        body = r.read()
+    return json.loads(body) if body else None
+
+
+class Server:
+    def __init__(self, url, base, log, proc):
+        self.url, self.base, self.log, self.proc = url, base, log, proc
+
+    def post(self, graph, client_id=None):
+        try:
+            return http(self.url + "/prompt", {"prompt": graph, "client_id": client_id or uuid.uuid4().hex})
+        except urllib.error.HTTPError as err:
+            raise AssertionError(f"/prompt refused the graph: {err.read().decode()}") from err
+
+    def wait(self, prompt_id, timeout=600):
+        end = time.time() + timeout
+        while time.time() < end:
+            h = http(f"{self.url}/history/{prompt_id}")
+            if prompt_id in h and h[prompt_id].get("status", {}).get("completed") is not None:
+                st = h[prompt_id]["status"]
+                if st.get("status_str") in ("success", "error"):
+                    return h[prompt_id]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server died:\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import torch
+    import tiny_models
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("comfy_e2e")
+    built = tiny_models.build_all(str(base / "models"))
+    ckpts = base / "models" / "checkpoints"
+    for name, kind in CHECKPOINT_NAMES.items():
+        os.symlink(built[kind], ckpts / name)
+    vdir = base / "models" / "verifiers"
+    vdir.mkdir()
+    from verifiers_support import save_tiny_clip
+    save_tiny_clip(str(vdir / "clip-vit-large-patch14"))
+    custom = base / "custom_nodes"
+    custom.mkdir()
+    os.symlink(ROOT, custom / "noise_search")
+    for d in ("output", "temp", "input", "user"):
+        (base / d).mkdir()
+    yaml = base / "extra_model_paths.yaml"
+    yaml.write_text(f"noise_search_e2e:\n  base_path: {base / 'models'}\n  checkpoints: checkpoints\n  vae_approx: vae_approx\n"
+                    f"  verifiers: verifiers\n  custom_nodes: {custom}\n")
+    port = free_port()
+    log = base / "server.log"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+           "--preview-method", "none", "--output-directory", str(base / "output"), "--temp-directory", str(base / "temp"),
+           "--input-directory", str(base / "input"), "--user-directory", str(base / "user"),
+           "--database-url", f"sqlite:///{base / 'comfyui.db'}", "--extra-model-paths-config", str(yaml)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=COMFY, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    srv = Server(url, base, log, proc)
+    try:
+        end = time.time() + 180
+        while True:
+            try:
+                http(url + "/system_stats", timeout=5)
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if proc.poll() is not None or time.time() > end:
+                    raise AssertionError(f"ComfyUI did not start:\n{log.read_text()[-4000:]}") from None
+                time.sleep(1)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_pack_loads_and_registers_every_node(server):
+    info = http(server.url + "/object_info")
+    missing = [n for n in NODE_IDS if n not in info]
+    assert not missing, f"nodes missing: {missing}\n{server.log.read_text()[-3000:]}"
+    bad = [ln for ln in server.log.read_text().splitlines() if "noise_search" in ln and ("IMPORT FAILED" in ln or "Cannot import" in ln)]
+    assert not bad, bad
+    names = info["VerifierLoader_NoiseSearch"]["input"]["required"]["name"][1]["options"]
+    assert "clip-vit-large-patch14" in names  # models/verifiers via extra_model_paths.yaml 'verifiers:'
+    assert info["RandomSearch_NoiseSearch"]["python_module"].startswith("custom_nodes")
+
+
+@pytest.mark.parametrize("graph", GRAPHS, ids=[g.stem for g in GRAPHS])
+def test_graph_runs(server, graph):
+    g = json.loads(graph.read_text())
+    pid = server.post(g)["prompt_id"]
+    h = server.wait(pid)
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    outs = h["outputs"]
+    search = [k for k, v in g.items() if v["class_type"].endswith("Search_NoiseSearch")]
+    if search:
+        ns = outs[search[0]]["noise_search"][0]
+        assert ns["candidates"] and ns["winner"] in [c["index"] for c in ns["candidates"]]
+        assert len(ns["images"]) == len(ns["top_k"])
+        for f in ns["images"]:
+            assert (server.base / "temp" / "temp" / f["subfolder"] / f["filename"]).is_file()
+        saved = [k for k, v in g.items() if v["class_type"] == "SaveImageWithProvenance_NoiseSearch"][0]
+        f = outs[saved]["images"][0]
+        from PIL import Image
+        png = Image.open(server.base / "output" / f["subfolder"] / f["filename"])
+        prov = json.loads(png.text["noise_search"])
+        assert prov["algorithm"] in ("random", "zero_order", "paths") and len(prov["candidates"]) == len(ns["candidates"])
+        assert "prompt" in png.text  # ComfyUI's own metadata stays
+    else:
+        images = [v for v in outs.values() if "images" in v]
+        assert images and all((server.base / "output" / i["subfolder"] / i["filename"]).is_file() for o in images for i in o["images"])
+
+
+def test_progress_events_and_cancel_keeps_best(server):
+    """Live ``noise-search.progress`` websocket events per chunk; /interrupt stops the search, the best so far
+    lands in the temp folder and the prompt ends as interrupted."""
+    import aiohttp
+    g = json.loads((HERE / "graphs" / "random_search_clipscore_sd15.json").read_text())
+    g["6"]["inputs"].update(count=400, chunk_size=1, steps=6, seed=7)
+    client = uuid.uuid4().hex
+    events = []
+
+    async def listen():
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(f"{server.url.replace('http', 'ws')}/ws?clientId={client}") as ws:
+                pid = (await asyncio.to_thread(server.post, g, client))["prompt_id"]
+                interrupted = False
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    m = json.loads(msg.data)
+                    if m["type"] == "noise-search.progress":
+                        events.append(m["data"])
+                        if len(events) >= 3 and not interrupted:
+                            interrupted = True
+                            await asyncio.to_thread(http, server.url + "/interrupt", {})
+                    if m["type"] in ("execution_interrupted", "execution_error", "execution_success") and m["data"].get("prompt_id") == pid:
+                        return pid, m["type"]
+
+    pid, end = asyncio.run(asyncio.wait_for(listen(), 600))
+    assert end == "execution_interrupted"
+    e = events[0]
+    assert e["node"] == "6" and e["prompt_id"] == pid and e["algorithm"] == "random" and e["budget"] is None
+    assert {"index", "score", "nfe", "round", "recipe", "seed"} <= set(e["candidates"][0])
+    assert [c["index"] for ev in events for c in ev["candidates"]] == list(range(len(events)))
+    dumps = sorted((server.base / "temp" / "temp" / "noise_search").glob("partial_6_*.json"))
+    assert dumps, "no best-so-far summary in the temp folder"
+    prov = json.loads(dumps[-1].read_text())
+    assert prov["completed"] is False and len(prov["candidates"]) >= 3
