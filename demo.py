@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .search.paths import path_search, path_search_nfe, steps_from_times
 from .search.random_search import random_search
 from .search.report import candidate_grid, score_vs_nfe_plot
+from .search.noise import MAX_SEED
 from .search.result import SearchResult
 from .search.zero_order import zero_order_search
 from .samplers.schedules import sigma_to_rf_time
@@ -55,8 +56,14 @@ def _check_args(args):
         raise SystemExit(f"--digit must be in [0, 9], got {args.digit}")
     if args.generator == "student" and not (1 <= args.steps <= 4):
         raise SystemExit(f"--steps must be in [1, 4] for the sCM student, got {args.steps}")
-    if args.top_k < 1:
-        raise SystemExit(f"--top-k must be >= 1, got {args.top_k}")
+    for flag, value in (("--budget", args.budget), ("--steps", args.steps), ("--neighbours", args.neighbours),
+                        ("--paths", args.paths), ("--chunk-size", args.chunk_size), ("--top-k", args.top_k)):
+        if value < 1:
+            raise SystemExit(f"{flag} must be an integer >= 1, got {value}")
+    if not (0.0 < args.lam < 1.0):
+        raise SystemExit(f"--lam (cosine similarity of neighbours to the pivot) must be in (0, 1), got {args.lam}")
+    if not (0 <= args.seed <= MAX_SEED):
+        raise SystemExit(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     if args.generator == "student" and "paths" in algos:
         raise SystemExit("search over paths needs an ODE sampler: use --generator teacher, or drop paths from --algorithms")
     return algos

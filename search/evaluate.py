@@ -199,7 +199,7 @@ class Evaluator:
             try:
                 batch = as_batch(self.generate(make_noise_batch(part, self.shape)))
                 if len(batch) != len(part):
-                    raise ValueError(f"generate() returned {len(batch)} samples for {len(part)} noises")
+                    raise ValueError(f"generate() returned {len(batch)} samples for {len(part)} noises; it must return one per noise")
                 scores = call_score(self.score, batch)
             except Exception as err:  # noqa: BLE001 - only OOM is handled; everything else re-raises
                 if is_oom(err) and len(part) > 1:
@@ -245,7 +245,7 @@ def run_guarded(ev, body, on_interrupt=None):
 def plan_count(count, budget, nfe_per_candidate, what="count"):
     """Resolve a candidate count against an NFE budget (either may be None, not both)."""
     if count is None and budget is None:
-        raise ValueError(f"give {what} or an NFE budget")
+        raise ValueError(f"give {what} (an integer >= 1) or an NFE budget (an integer >= {nfe_per_candidate}, the NFE of one candidate)")
     if budget is not None:
         budget = check_positive_int(budget, "budget (NFE)")
         if budget < nfe_per_candidate:

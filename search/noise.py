@@ -153,7 +153,7 @@ def recipe_from_dict(d):
 def make_noise_batch(recipes, shape):
     """Noise for ``recipes`` stacked on the batch dimension; ``shape`` is one candidate's latent shape (batch 1)."""
     if len(recipes) == 0:
-        raise ValueError("the candidate pool is empty: nothing to make noise for")
+        raise ValueError("the candidate pool is empty: give at least one recipe to make noise for")
     shape = tuple(shape)
     if len(shape) < 2 or shape[0] != 1:
         raise ValueError(f"latent shape must be one candidate's shape with batch 1, e.g. (1, 4, 64, 64), got {shape}")

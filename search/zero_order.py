@@ -29,7 +29,7 @@ def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, 
     first = nfe_per_candidate if score_pivot else 0
     if iterations is None:
         if budget is None:
-            raise ValueError("give iterations or an NFE budget")
+            raise ValueError(f"give iterations (an integer >= 1) or an NFE budget (an integer >= {per_iter + first}, one iteration)")
         iterations = plan_count(None, budget - first, per_iter, "iterations") if budget - first >= per_iter else 0
         if iterations < 1:
             raise ValueError(f"NFE budget {budget} is below one zero-order iteration ({per_iter} NFE = N {n} x {nfe_per_candidate}"

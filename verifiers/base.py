@@ -18,7 +18,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def check_images(images, name="images"):
     if not torch.is_tensor(images) or images.ndim != 4:
-        raise ValueError(f"{name} must be a float tensor [B, H, W, C] in 0..1, got {type(images).__name__} of shape {getattr(images, 'shape', None)}")
+        shape = tuple(images.shape) if hasattr(images, "shape") else None
+        raise ValueError(f"{name} must be a float tensor [B, H, W, C] in 0..1, got {type(images).__name__} of shape {shape}")
     if images.shape[-1] not in (1, 3, 4):
         raise ValueError(f"{name} must have 1, 3 or 4 channels last ([B, H, W, C]), got shape {tuple(images.shape)}")
     if images.shape[0] < 1 or images.shape[1] < 1 or images.shape[2] < 1:
@@ -190,12 +191,14 @@ class Verifier:
 
     @torch.no_grad()
     def score(self, images, conditions=None, early=None):
-        images = check_images(images)
+        # any float dtype is accepted and preprocessed in float32 (fp16/bf16 pixels are upcast first, so a
+        # half-precision IMAGE scores exactly like its float32 copy); the model then runs on self.device in self.dtype
+        images = check_images(images).float()
         conds = self.check_conditions(broadcast_conditions(conditions, images.shape[0]))
         if self.needs_early:
             if early is None:
                 raise ValueError(f"{self.name} verifier needs the early x0 prediction (early=...), none was given")
-            early = check_images(early, "early")
+            early = check_images(early, "early").float()
             if early.shape[0] != images.shape[0]:
                 raise ValueError(f"early has {early.shape[0]} images for {images.shape[0]} final images")
         out = []
