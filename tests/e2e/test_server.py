@@ -199,3 +199,48 @@ def test_progress_events_and_cancel_keeps_best(server):
     assert dumps, "no best-so-far summary in the temp folder"
     prov = json.loads(dumps[-1].read_text())
     assert prov["completed"] is False and len(prov["candidates"]) >= 3
+
+
+# User-sized values of the example workflows; their API twins here use tiny sizes so the e2e runs on a CPU.
+EXAMPLE_OVERRIDES = {
+    "random_search_clipscore_sd15": {"4": {"width": 512, "height": 512}, "6": {"steps": 20, "count": 16, "chunk_size": 4, "top_k": 4}},
+    "zero_order_flow_sd3": {"4": {"width": 1024, "height": 1024}, "6": {"steps": 28, "iterations": 8, "top_k": 4}},
+    "scm_two_step_custom_advanced": {"4": {"width": 512, "height": 512}},
+    "search_with_scm_generator": {"4": {"width": 512, "height": 512}, "6": {"count": 32, "chunk_size": 8, "top_k": 4}},
+}
+EXAMPLE_TITLES = {
+    "random_search_clipscore_sd15": "Random search (best-of-N) with CLIPScore - SD1.5",
+    "zero_order_flow_sd3": "Zero-order search on a flow model - SD3",
+    "scm_two_step_custom_advanced": "sCM 2-step sampling - SamplerCustomAdvanced",
+    "search_with_scm_generator": "Random search with 2-NFE sCM candidates",
+}
+
+
+def test_example_workflows_are_their_api_twins(server):
+    """example_workflows/<name>.json (UI format, loads in the frontend) converts back to tests/e2e/graphs/<name>.json
+    (which the e2e runs) up to the user-sized values; every workflow has a thumbnail of the same basename.
+    NOISE_SEARCH_WRITE_EXAMPLES=1 regenerates them from the twins."""
+    sys.path.insert(0, str(HERE))
+    from workflow_format import api_to_ui, thumbnail, ui_to_api
+    info = http(server.url + "/object_info")
+    ex_dir = ROOT / "example_workflows"
+    for twin in GRAPHS:
+        g = json.loads(twin.read_text())
+        over = EXAMPLE_OVERRIDES[twin.stem]
+        path = ex_dir / f"{twin.stem}.json"
+        if os.environ.get("NOISE_SEARCH_WRITE_EXAMPLES") == "1":
+            ui = api_to_ui(g, info, over)
+            ui["extra"]["noise_search"] = {"title": EXAMPLE_TITLES[twin.stem]}
+            path.write_text(json.dumps(ui, indent=1) + "\n")
+            thumbnail(ui, EXAMPLE_TITLES[twin.stem]).save(path.with_suffix(".jpg"), quality=90)
+        ui = json.loads(path.read_text())
+        want = json.loads(json.dumps(g))
+        for nid, vals in over.items():
+            want[nid]["inputs"].update(vals)
+        got = ui_to_api(ui, info)
+        for nid, node in want.items():
+            assert got[nid]["class_type"] == node["class_type"]
+            for k, v in node["inputs"].items():
+                assert got[nid]["inputs"][k] == v, (twin.stem, nid, k)
+        assert path.with_suffix(".jpg").is_file()
+    assert sorted(p.stem for p in ex_dir.glob("*.json")) == sorted(p.stem for p in GRAPHS)
