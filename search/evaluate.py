@@ -52,8 +52,8 @@ def call_score(score, batch):
     s = torch.as_tensor(s).detach().to("cpu", torch.float64).flatten()
     if s.numel() != len(batch):
         raise ValueError(f"score() returned {s.numel()} scores for {len(batch)} candidates; it must return one per candidate")
-    bad = (~torch.isfinite(s)).nonzero().flatten().tolist()
-    if bad:
+    if not bool(torch.isfinite(s).all()):
+        bad = (~torch.isfinite(s)).nonzero().flatten().tolist()
         raise ValueError(f"the verifier returned non-finite scores (NaN or inf) for candidates {bad} of this chunk: {s[bad].tolist()}; scores must be finite numbers")
     return s
 
@@ -154,23 +154,33 @@ class Evaluator:
     def record(self, recipes, scores, batch, round=0, per_candidate_nfe=None, keep=True):
         """Append scored candidates to the history; merge them into the top-K unless ``keep`` is False
         (intermediate x0 predictions of search over paths are scored but are not final samples)."""
-        cands = []
         per = self.nfe_per_candidate if per_candidate_nfe is None else per_candidate_nfe
-        for j, r in enumerate(recipes):
-            self.result.nfe += per
-            c = Candidate(len(self.result.history), r, float(scores[j]), self.result.nfe, round)
-            self.result.history.append(c)
-            cands.append(c)
+        values = scores.tolist() if torch.is_tensor(scores) else [float(s) for s in scores]  # one conversion per chunk
+        hist, nfe0 = self.result.history, self.result.nfe
+        cands = [Candidate(len(hist) + j, r, float(values[j]), nfe0 + per * (j + 1), round) for j, r in enumerate(recipes)]
+        hist.extend(cands)
+        self.result.nfe = nfe0 + per * len(cands)
         if not keep:
             if self.on_scored is not None:
                 self.on_scored(cands, self.result)
             return cands
+        n_old = len(self.result.top_k)
         merged = list(self.result.top_k) + cands
-        merged_batch = batch if self._kept is None else concat_batches(self._kept, batch)
         order = sorted(range(len(merged)), key=lambda i: rank_key(merged[i]))[: self.top_k_n]
         self.result.top_k = [merged[i] for i in order]
-        self._kept = merged_batch.select(order)
-        self.result.top_k_samples = self._kept.tensors()
+        # Copy out only the chunk's candidates that enter the top-K (never the whole chunk), so the kept
+        # samples cost O(K) memory and copying per chunk; an unchanged top-K keeps its tensors as they are.
+        entering = [i - n_old for i in order if i >= n_old]
+        if entering or self._kept is None or order != list(range(n_old)):
+            pool = batch.select(entering)
+            if self._kept is not None and n_old:
+                pool = concat_batches(self._kept, pool)
+                pos = iter(range(n_old, n_old + len(entering)))
+                slots = [i if i < n_old else next(pos) for i in order]
+            else:
+                slots = list(range(len(entering)))
+            self._kept = pool if slots == list(range(len(pool))) else pool.select(slots)
+            self.result.top_k_samples = self._kept.tensors()
         if self.on_scored is not None:
             self.on_scored(cands, self.result)
         return cands
