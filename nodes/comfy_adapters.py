@@ -277,25 +277,28 @@ class Generator:
         return calls
 
     def __call__(self, noise):
-        keys = [row_key(r) for r in noise]
-        todo = [i for i, k in enumerate(keys) if k not in self.cache]
-        parts = {}
+        n = noise.shape[0]
+        keys = [row_key(r) for r in noise] if self.cache or n == 1 else None
+        todo = [i for i, k in enumerate(keys) if k not in self.cache] if self.cache else list(range(n))
+        batch = None
         if todo:
-            batch, calls, rows = self._run(noise[todo], self.s.sigmas, self.s.sampler)
+            batch, calls, rows = self._run(noise if len(todo) == n else noise[todo], self.s.sigmas, self.s.sampler)
             if self.nfe_per_candidate is not None and calls != self.nfe_per_candidate:
                 raise RuntimeError(f"NFE accounting: this chunk took {calls} model calls per candidate, calibration measured "
                                    f"{self.nfe_per_candidate}; the sampler's cost varies (e.g. dpm_adaptive), which search cannot budget")
-            for j, i in enumerate(todo):
-                parts[i] = batch.select([j])
-                if len(todo) == 1 and self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler:
-                    self.exact.add(keys[i])
-        for i, k in enumerate(keys):
-            if i not in parts:
-                parts[i] = self.cache.pop(k)
-        out = parts[0]
-        for i in range(1, len(keys)):
-            out = concat_batches(out, parts[i])
-        return out
+            if len(todo) == 1 and self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler:
+                self.exact.add(keys[todo[0]] if keys is not None else row_key(noise[todo[0]]))
+            if len(todo) == n:  # the usual chunk: nothing cached, the batch is the answer as it is
+                return batch
+        # some rows were rendered before (calibration): concatenate once, select once (no per-candidate copies)
+        done = set(todo)
+        cached = [i for i in range(n) if i not in done]
+        parts = ([batch] if batch is not None else []) + [self.cache.pop(keys[i]) for i in cached]
+        pool = parts[0]
+        for p in parts[1:]:
+            pool = concat_batches(pool, p)
+        where = {i: j for j, i in enumerate(todo + cached)}
+        return pool.select([where[i] for i in range(noise.shape[0])])
 
     def render(self, noise_row):
         """One candidate at batch 1 with the final settings (its NFE is added to ``final_nfe``)."""
@@ -328,6 +331,9 @@ def run_inside_sampler(setup, body, callback=None):
     sampling space), ``prepare(noise)`` (initial noise -> x at sigmas[0]), ``renoise``, ``decode(x0) -> Batch``,
     ``calls()`` (model calls so far) and ``to_latent(x)`` (sampling space -> VAE-space latent)."""
     s = setup
+    if not hasattr(s.sampler, "sampler_function"):
+        raise ValueError(f"Search over Paths steps the sampler one sigma at a time and needs a k-diffusion style SAMPLER "
+                         f"(KSAMPLER); {type(s.sampler).__name__} is not one")
     fn = s.sampler.sampler_function
     opts = dict(s.sampler.extra_options)
     out = {}
