@@ -140,3 +140,19 @@ def test_image_reward_matches_blip_reference(ir_folder):
     v.batch_size = 1
     assert torch.allclose(v.score(images, PROMPTS), got, rtol=1e-5, atol=1e-5)
     assert v.cache.hits >= 3
+
+
+def test_image_reward_med_config_mismatch_is_reported(ir_folder, tmp_path):
+    import shutil
+
+    from noise_search.verifiers import CorruptWeightsError
+
+    folder, _ = ir_folder
+    for f in ("ImageReward.pt", "vocab.txt"):
+        shutil.copy(folder / f, tmp_path / f)
+    with open(folder / "med_config.json", encoding="utf-8") as fh:
+        med = __import__("json").load(fh)
+    med["intermediate_size"] = 80
+    S.write_json(tmp_path / "med_config.json", med)
+    with pytest.raises(CorruptWeightsError, match=r"ImageReward.pt in .* \(shapes do not match med_config.json: .*intermediate"):
+        load_verifier("image_reward", tmp_path, vision_heads=3)

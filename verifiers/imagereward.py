@@ -153,7 +153,12 @@ def load_image_reward(path, device="cpu", dtype=torch.float32, batch_size=8, vis
     mlp = load_reward_mlp(head_sd, ckpt, name, EXPECTED, SOURCE)
     config = blip_config(sd, med, vision_heads)
     model = BlipForImageTextRetrieval(config)
-    res = model.load_state_dict(blip_sd, strict=False)
+    try:
+        res = model.load_state_dict(blip_sd, strict=False)
+    except RuntimeError as err:  # shape mismatch: med_config.json does not describe this checkpoint
+        lines = [ln.strip() for ln in str(err).splitlines() if "mismatch" in ln] or [str(err).strip()]
+        raise files.corrupt_error(name, ckpt, f"shapes do not match med_config.json: {lines[0]} ({len(lines)} tensors differ)",
+                                  EXPECTED, SOURCE) from err
     missing = [k for k in res.missing_keys if not k.startswith("itm_head.") and not k.endswith("position_ids")]
     if missing or res.unexpected_keys:
         raise files.corrupt_error(name, ckpt, f"keys do not match BLIP: missing {missing[:6]}, unexpected {list(res.unexpected_keys)[:6]}",
