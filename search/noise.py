@@ -50,8 +50,13 @@ def sphere_neighbour(pivot, direction, lam):
     p = pivot.to(torch.float64).flatten()
     v = direction.to(torch.float64).flatten()
     r = p.norm()
+    if not (r > 0) or not torch.isfinite(r):
+        raise ValueError(f"the pivot must be finite with a non-zero norm to have neighbours on its sphere, got norm {r.item()}")
     u = p / r
     w = v - (v @ u) * u
+    if not (w.norm() > 1e-6 * v.norm()):
+        raise ValueError("the direction noise must not be parallel to the pivot (it would fix no direction on the sphere); "
+                         "use a direction with another seed")
     w = w / w.norm()
     y = r * (lam * u + math.sqrt(1.0 - lam * lam) * w)
     return y.reshape(pivot.shape).to(pivot.dtype)

@@ -17,7 +17,8 @@ import torch
 from noise_search.samplers.ode import heun_step, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import check_sigmas, karras_sigmas, rf_time_to_sigma
 from noise_search.search.evaluate import Batch, Evaluator
-from noise_search.search.noise import MAX_SEED, NeighbourRecipe, PathRecipe, SeedRecipe, make_noise_batch, recipe_from_dict
+from noise_search.search.noise import (MAX_SEED, NeighbourRecipe, PathRecipe, SeedRecipe, make_noise_batch, recipe_from_dict,
+                                       sphere_neighbour)
 from noise_search.search.paths import path_search, replay
 from noise_search.search.random_search import random_search
 from noise_search.search.result import SearchResult
@@ -194,6 +195,10 @@ CASES = {
             ValueError, ["latent shape", "batch 1", "got (2, 2, 4, 4)"]),
     "S22": (lambda t: random_search(gen, score, (1, 0, 4), count=2, nfe_per_candidate=NFE), ValueError,
             ["latent shape", "sizes >= 1", "got (1, 0, 4)"]),
+    "S44": (lambda t: NeighbourRecipe(SeedRecipe(4), 0, 0, 0.9, 4).make(SHAPE), ValueError,
+            ["direction noise must not be parallel to the pivot", "another seed"]),
+    "S45": (lambda t: sphere_neighbour(torch.zeros(SHAPE), torch.ones(SHAPE), 0.9), ValueError,
+            ["pivot must be finite with a non-zero norm", "got norm 0.0"]),
     # ---- zero-order
     "S23": (lambda t: zo(lam=1.0), ValueError, ["lambda", "(0, 1)", "got 1.0"]),
     "S24": (lambda t: zo(lam=0.0), ValueError, ["lambda", "(0, 1)", "got 0.0"]),
