@@ -203,7 +203,7 @@ def test_progress_events_and_cancel_keeps_best(server):
 
 # User-sized values of the example workflows; their API twins here use tiny sizes so the e2e runs on a CPU.
 EXAMPLE_OVERRIDES = {
-    "random_search_clipscore_sd15": {"4": {"width": 512, "height": 512}, "6": {"steps": 20, "count": 16, "chunk_size": 4, "top_k": 4}},
+    "random_search_clipscore_sd15": {"4": {"width": 512, "height": 512}, "6": {"steps": 20, "proxy_steps": 8, "count": 16, "chunk_size": 4, "top_k": 4}},
     "zero_order_flow_sd3": {"4": {"width": 1024, "height": 1024}, "6": {"steps": 28, "iterations": 8, "top_k": 4}},
     "scm_two_step_custom_advanced": {"4": {"width": 512, "height": 512}},
     "search_with_scm_generator": {"4": {"width": 512, "height": 512}, "6": {"count": 32, "chunk_size": 8, "top_k": 4}},
