@@ -15,6 +15,7 @@ def build_parser():
     from . import demo
 
     demo.add_parser(sub)
+    from . import bench; bench.add_parser(sub)  # noqa: E702 - python -m noise_search bench fidelity
     from .verifiers import cli as verifiers_cli
 
     verifiers_cli.add_parser(sub)

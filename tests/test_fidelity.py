@@ -1,0 +1,100 @@
+"""Paper-fidelity measurements (toyworld/fidelity.py) on a tiny configuration: JSON structure and invariants."""
+
+import json
+
+import pytest
+import torch
+
+from noise_search.toyworld import fidelity as F
+
+TINY = {"digits": [0, 1], "f1_seeds": [0], "f1_candidates": [4, 8], "f2_per_digit": 2, "f2_candidates": [8],
+        "f3_pools": [0], "f3_candidates": 8, "f4_per_class": 0, "f4_seeds": [0], "f4_teacher_steps": [10]}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fidelity")
+    rep = F.run_fidelity(TINY, out=out)
+    return rep, out
+
+
+def test_report_is_json_with_every_part_and_the_plots(report):
+    rep, out = report
+    saved = json.loads((out / "fidelity.json").read_text())
+    assert saved == json.loads(json.dumps(rep))
+    for part in ("f1", "f2", "f3", "f4", "claims"):
+        assert part in saved
+    assert saved["f4"]["status"] == "skipped"
+    for name in saved["plots"]:
+        assert (out / name).stat().st_size > 1000 and name.endswith(".png")
+    assert {"f1_scaling.png", "f2_precision_recall.png", "f3_ssl_vs_logit.png"} <= set(saved["plots"])
+    ids = {c["id"] for c in saved["claims"]}
+    assert {"F1-random", "F1-zero_order", "F1-paths", "F1-steps", "F2-hacking", "F3-corr", "F4"} <= ids
+    assert all(c["holds"] in (True, False, None) for c in saved["claims"])
+
+
+def test_f1_nfe_accounting_and_monotone_curves(report):
+    f1 = report[0]["f1"]
+    per = 19
+    assert f1["nfe_per_candidate"] == per and f1["units"] == 2
+    c = f1["curves"]
+    assert [r["nfe"] for r in c["random"]] == [4 * per, 8 * per]
+    assert [r["nfe"] for r in c["zero_order"]] == [4 * per, 8 * per]  # ZO-4: 1 and 2 iterations
+    # paths: 4 candidates (76 NFE) is below one round; 8 candidates fits width 2 exactly
+    sig = F.grid()
+    kw = F.path_params(sig)
+    assert [r["candidates"] for r in c["paths"]] == [8]
+    p = c["paths"][0]
+    assert p["nfe"] == F.path_search_nfe(sig, paths=2, width=p["width"], step_nfe=F._heun_step_nfe, **kw) <= 8 * per
+    assert F.path_search_nfe(sig, paths=2, width=p["width"] + 1, step_nfe=F._heun_step_nfe, **kw) > 8 * per
+    # more steps at equal NFE: 2N - 1 <= budget < 2N + 1
+    for r in c["more_steps"]:
+        assert r["nfe"] == 2 * r["steps"] - 1 and r["nfe"] <= r["candidates"] * per < r["nfe"] + 2
+    for name in ("random", "zero_order"):  # mean of best-so-far curves never falls
+        m = [r["mean"] for r in c[name]]
+        assert all(b >= a for a, b in zip(m, m[1:]))
+    # a random search's first candidate is the no-search sample (same seed, same sampler; batching may move
+    # the last float digits), so its best of 4 is never below it
+    assert c["random"][0]["mean"] >= f1["no_search"]["mean"] - 1e-3
+
+
+def test_best_so_far_helpers():
+    curve = [(19, 1.0), (38, 1.0), (57, 2.5)]
+    assert F.best_at(curve, 18) is None and F.best_at(curve, 40) == 1.0 and F.best_at(curve, 57) == 2.5
+    assert F.steps_for_nfe(19) == 10 and F.steps_for_nfe(1216) == 608 and F.heun_nfe(608) == 1215
+    assert F.feasible("zero_order", 4) and not F.feasible("zero_order", 2) and not F.feasible("paths", 4)
+
+
+def test_f2_precision_recall_in_unit_interval(report):
+    f2 = report[0]["f2"]
+    rows = f2["rows"]
+    assert {"no_search", "no_search_rerun", "more_steps@8", "random@8", "zero_order@8", "paths@8"} == set(rows)
+    for r in rows.values():
+        assert r["n"] == 4 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["accuracy"] <= 1
+        assert r["spread"] > 0 and r["fd"] >= 0
+    assert rows["random@8"]["nfe"] == 8 * 19 and rows["zero_order@8"]["nfe"] == 8 * 19
+    # the search winners beat a plain sample on the verifier they were selected with
+    assert rows["random@8"]["mean_logit"] > rows["no_search"]["mean_logit"]
+
+
+def test_f3_spearman_in_range(report):
+    f3 = report[0]["f3"]
+    for v in list(f3["spearman_per_digit"].values()) + [f3["spearman_pooled"], f3["spearman_mean_over_digits"]]:
+        assert v is None or -1 <= v <= 1
+    assert [r["sigma"] for r in f3["by_early_sigma"]] == sorted((r["sigma"] for r in f3["by_early_sigma"]), reverse=True)
+    assert sum(r["is_adapter_early"] for r in f3["by_early_sigma"]) == 1
+    sel = f3["selection"]
+    assert sel["1"]["ssl_selected"] == sel["1"]["classifier_selected"] == sel["1"]["random_pick"]
+    for s in sel.values():
+        assert s["classifier_selected"] >= s["ssl_selected"] - 1e-6 and s["classifier_selected"] >= s["random_pick"] - 1e-6
+    assert "points" not in f3
+
+
+def test_spearman_and_ranks():
+    assert F.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert F.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert F.spearman([1, 1, 1], [1, 2, 3]) is None
+    assert F.ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+    torch.manual_seed(0)
+    a, b = torch.randn(50), torch.randn(50)
+    assert F.spearman(a, b) == pytest.approx(F.spearman(a.exp(), b ** 3), abs=1e-12)  # rank-invariant
