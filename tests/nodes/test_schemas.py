@@ -70,3 +70,24 @@ def test_sampler_combo_is_comfys(node_list):
     info = next(n for n in node_list if n.GET_NODE_INFO_V1()["name"] == "RandomSearch_NoiseSearch").GET_NODE_INFO_V1()
     assert info["input"]["required"]["sampler_name"][1]["options"] == comfy.samplers.KSampler.SAMPLERS
     assert info["input"]["required"]["scheduler"][1]["options"] == comfy.samplers.KSampler.SCHEDULERS
+
+
+GOLDEN = __import__("pathlib").Path(__file__).with_name("golden_schema.json")
+
+
+def _signature(info):
+    ins = {g: [[k, v[0] if isinstance(v[0], str) else "COMBO"] for k, v in info["input"].get(g, {}).items()]
+           for g in ("required", "optional")}
+    return {"display_name": info["display_name"], "category": info["category"], "inputs": ins,
+            "outputs": [[n, t] for n, t in zip(info["output_name"], info["output"])], "output_node": info["output_node"]}
+
+
+def test_golden_schema(node_list):
+    """Saved workflows address inputs by name and outputs by position: renaming, re-typing or re-ordering them
+    breaks users' graphs. Change deliberately: NOISE_SEARCH_WRITE_GOLDEN=1 rewrites tests/nodes/golden_schema.json."""
+    import json
+    import os
+    got = {n.GET_NODE_INFO_V1()["name"]: _signature(n.GET_NODE_INFO_V1()) for n in node_list}
+    if os.environ.get("NOISE_SEARCH_WRITE_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    assert got == json.loads(GOLDEN.read_text())
