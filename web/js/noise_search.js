@@ -149,6 +149,7 @@ class Panel {
     ensureStyles();
     const root = el("div", "ns-panel");
     root.dataset.nsPanel = this.kind;
+    root.dataset.nodeId = String(this.node.id);
     const head = el("div", "ns-head");
     this.titleEl = el("span", "ns-title", this.kind === "score" ? "Verifier scores" : "Noise search");
     this.statusEl = el("span", "ns-status", "idle");
@@ -168,8 +169,12 @@ class Panel {
       s.append(i, document.createTextNode(text));
       return s;
     };
-    legend.append(item(roundColor(0), "candidate (colour = round)"), item(WINNER_COLOR, "best so far", true),
-      item(PICK_COLOR, "your pick"));
+    this.legendItems = {
+      candidate: item(roundColor(0), this.kind === "score" ? "image score" : "candidate"),
+      best: this.kind === "score" ? item(WINNER_COLOR, "verifier's best") : item(WINNER_COLOR, "best so far", true),
+      pick: item(PICK_COLOR, "your pick"),
+    };
+    legend.append(this.legendItems.candidate, this.legendItems.best, this.legendItems.pick);
     this.legendEl = legend;
 
     this.grid = el("div", "ns-grid");
@@ -274,6 +279,8 @@ class Panel {
       winner: s.final ? s.final.winner : s.bestIndex,
       picked,
       budget: s.budget,
+      mode: this.kind === "score" ? "bars" : "scatter",
+      xLabel: this.kind === "score" ? "image index" : undefined,
       emptyText: this.kind === "score" ? "Scores appear here after a run" : undefined,
     });
   }
@@ -285,7 +292,7 @@ class Panel {
     const alg = s.algorithm ? ALGORITHM_NAMES[s.algorithm] ?? s.algorithm : null;
     if (alg) this.titleEl.textContent = alg;
     const stats = [];
-    if (n) stats.push(["candidates", String(n)]);
+    if (n) stats.push([this.kind === "score" ? "images" : "candidates", String(n)]);
     if (s.nfe && this.kind === "search") stats.push(["search NFE", `${formatNumber(s.nfe)}${s.budget ? ` / ${formatNumber(s.budget)}` : ""}`]);
     const bestIdx = f ? f.winner : s.bestIndex;
     const best = bestIdx != null ? s.candidates.get(Number(bestIdx)) : null;
@@ -298,9 +305,13 @@ class Panel {
     this.statsEl.style.display = stats.length ? "" : "none";
     this.statusEl.textContent = s.running ? "searching…" : f ? "done" : "idle";
     this.statusEl.classList.toggle("ns-running", !!s.running);
+    this.root.dataset.nodeId = String(this.node.id);
     this.root.dataset.state = s.running ? "running" : f ? "done" : "idle";
     this.root.dataset.candidates = String(n);
 
+    const rounds = new Set(candidateList(s).map((c) => Number(c.round ?? 0)));
+    const label = this.legendItems.candidate.lastChild;
+    if (this.kind === "search") label.textContent = rounds.size > 1 ? `candidate (colour = ${s.algorithm === "zero_order" ? "iteration" : "round"})` : "candidate";
     this.drawChart();
     this.renderGallery();
     this.renderFooter();
@@ -446,6 +457,11 @@ function attachPanel(node, kind) {
   });
   widget.serialize = false; // never in widgets_values (keeps the node's value order intact)
   node.__nsPanel = panel;
+  const onAdded = node.onAdded;
+  node.onAdded = function () {
+    panel.root.dataset.nodeId = String(this.id); // ids are final once the node is in a graph
+    return onAdded?.apply(this, arguments);
+  };
   const onRemoved = node.onRemoved;
   node.onRemoved = function () {
     panel.destroy();
@@ -482,6 +498,16 @@ function fitNode(node) {
   });
 }
 
+// ComfyUI serves web/ once per registered name: under the pack's folder name (WEB_DIRECTORY) and, when
+// that differs from it, again under the pyproject name ([tool.comfy] web). Both copies of this module
+// run; only the first registers the extension.
+const LOADED = Symbol.for("noise-search.extension-loaded");
+if (!window[LOADED]) {
+  window[LOADED] = true;
+  registerExtension();
+}
+
+function registerExtension() {
 app.registerExtension({
   name: EXTENSION,
 
@@ -496,6 +522,27 @@ app.registerExtension({
     api.addEventListener("execution_start", ({ detail }) => {
       for (const p of panels) {
         if (p.node.graph) p.pendingPromptId = detail?.prompt_id ?? null;
+      }
+    });
+    // A node whose result came from ComfyUI's cache runs no search and gets no "executed" message
+    // of its own; its last ui output is still in the prompt's history, so show that.
+    api.addEventListener("execution_success", async ({ detail }) => {
+      const promptId = detail?.prompt_id;
+      if (!promptId) return;
+      const stale = [...panels].filter((p) => p.node.graph && p.state.final?.prompt_id !== promptId);
+      if (!stale.length) return;
+      try {
+        const res = await api.fetchApi(`/history/${encodeURIComponent(promptId)}`);
+        if (!res.ok) return;
+        const outputs = (await res.json())?.[promptId]?.outputs ?? {};
+        for (const [executionId, output] of Object.entries(outputs)) {
+          const entry = output?.noise_search?.[0];
+          const node = entry ? nodeByExecutionId(executionId) : null;
+          const panel = node?.__nsPanel;
+          if (panel && stale.includes(panel)) panel.onFinal(entry, promptId);
+        }
+      } catch (err) {
+        console.warn("noise-search: could not read the history of prompt", promptId, err);
       }
     });
   },
@@ -523,3 +570,4 @@ app.registerExtension({
     };
   },
 });
+}

@@ -24,7 +24,7 @@ export function niceTicks(lo, hi, count = 5) {
   const raw = (hi - lo) / Math.max(1, count);
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const norm = raw / mag;
-  const step = (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+  const step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
   const start = Math.ceil(lo / step - 1e-9) * step;
   const ticks = [];
   for (let v = start; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
@@ -101,7 +101,9 @@ export function drawChart(canvas, data) {
   const colors = themeColors(canvas);
   ctx.font = "10px sans-serif";
 
-  const { points, xLabel } = chartPoints(data.candidates || []);
+  const cp = chartPoints(data.candidates || []);
+  const points = cp.points;
+  const xLabel = data.xLabel && cp.xLabel === "candidate" ? data.xLabel : cp.xLabel;
   canvas.dataset.points = String(points.length);
   const M = { l: 44, r: 10, t: 14, b: 26 };
   const W = cssW - M.l - M.r;
@@ -139,7 +141,7 @@ export function drawChart(canvas, data) {
   ctx.strokeStyle = colors.grid;
   ctx.lineWidth = 1;
   ctx.fillStyle = colors.muted;
-  const yTicks = niceTicks(yMin, yMax, Math.max(2, Math.floor(H / 28)));
+  const yTicks = niceTicks(yMin, yMax, Math.max(3, Math.floor(H / 26)));
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
   const ySpan = yMax - yMin;
@@ -157,7 +159,7 @@ export function drawChart(canvas, data) {
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
   for (const t of xTicks) {
-    if (xLabel === "candidate" && !Number.isInteger(t)) continue;
+    if (xLabel !== "search NFE" && !Number.isInteger(t)) continue;
     const x = Math.round(sx(t)) + 0.5;
     ctx.globalAlpha = 0.3;
     ctx.beginPath();
@@ -165,7 +167,7 @@ export function drawChart(canvas, data) {
     ctx.lineTo(x, M.t + H);
     ctx.stroke();
     ctx.globalAlpha = 1;
-    ctx.fillText(formatNumber(t, xMax - xMin), x, M.t + H + 4);
+    ctx.fillText(xLabel !== "search NFE" ? String(t) : formatNumber(t, xMax - xMin), x, M.t + H + 4);
   }
   ctx.textAlign = "right";
   ctx.fillText(xLabel, M.l + W, M.t + H + 14);
@@ -187,8 +189,27 @@ export function drawChart(canvas, data) {
     ctx.fillText(`budget ${formatNumber(budget)}`, ctx.textAlign === "right" ? M.l + W : x, M.t - 2);
   }
 
+  const bars = data.mode === "bars";
+  if (bars) {
+    // one stem per scored image (Verifier Score): the order is the batch's, so no best-so-far line
+    const base = sy(yMin);
+    ctx.save();
+    ctx.lineWidth = Math.max(2, Math.min(10, (W / Math.max(1, points.length)) * 0.35));
+    ctx.lineCap = "butt";
+    for (const p of points) {
+      const special = p.index === Number(data.winner) ? WINNER_COLOR : p.index === Number(data.picked) ? PICK_COLOR : null;
+      ctx.strokeStyle = special ?? roundColor(0);
+      ctx.globalAlpha = special ? 0.9 : 0.55;
+      ctx.beginPath();
+      ctx.moveTo(sx(p.x), base);
+      ctx.lineTo(sx(p.x), sy(p.y));
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
   // best-so-far step line
-  const curve = bestCurve(points);
+  const curve = bars ? [] : bestCurve(points);
   ctx.save();
   ctx.strokeStyle = WINNER_COLOR;
   ctx.globalAlpha = 0.85;
