@@ -10,6 +10,7 @@
 - :class:`Progress`: ``on_step(i, n)`` -> ``comfy.utils.ProgressBar`` (an interruption point) + previews.
 """
 
+import collections
 import hashlib
 import inspect
 
@@ -107,20 +108,20 @@ class RowSeeds:
     derived from its initial noise (reproducible, independent of chunking)."""
 
     def __init__(self, shape, seeds=()):
-        self.shape, self.pending, self.known = tuple(shape), list(seeds), {}
+        self.shape, self.pending, self.known = tuple(shape), collections.deque(int(x) for x in seeds), {}
 
     def add(self, seeds):
-        self.pending += list(seeds)
+        self.pending.extend(int(x) for x in seeds)
 
     def __call__(self, noise):
+        from ..search.noise import seed_noise
         out = []
         for row in noise:
             k = row_key(row)
-            if k not in self.known and self.pending:
-                from ..search.noise import seed_noise
-                for s in self.pending:
-                    self.known[row_key(seed_noise(s, self.shape)[0])] = int(s)
-                self.pending = []
+            # index the known seeds lazily, in order, only as far as needed (a search asks for them in order)
+            while k not in self.known and self.pending:
+                s = self.pending.popleft()
+                self.known[row_key(seed_noise(s, self.shape)[0])] = s
             out.append(self.known.get(k, derive_seed(int(k[:15], 16))))
         return out
 

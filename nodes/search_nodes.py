@@ -36,9 +36,9 @@ class RandomSearch(io.ComfyNode):
         pool = kw.get("pool")
         if pool is not None:
             recipes = list(pool.recipes)
+            ctx.row_seeds.add(r.seed for r in recipes if isinstance(r, SeedRecipe))
             nfe = ctx.calibrate(recipes[0])
             plan_count(len(recipes), ctx.budget, nfe, "pool size")
-            ctx.row_seeds.add(r.seed for r in recipes if isinstance(r, SeedRecipe))
             params = {"pool": pool.params, "count": len(recipes), "budget": ctx.budget, "nfe_per_candidate": nfe,
                       "chunk_size": ctx.chunk_size}
             ev = Evaluator("random", params, ctx.shape, ctx.generator, ctx.scorer, nfe_per_candidate=nfe, chunk_size=ctx.chunk_size,
@@ -47,10 +47,11 @@ class RandomSearch(io.ComfyNode):
             ev.progress_total = len(recipes)
             result = run_guarded(ev, lambda: ev.evaluate(recipes), ctx.on_interrupt)
         else:
+            ctx.row_seeds.add([ctx.seed])  # before calibrating: a stochastic sampler's re-noise is seeded per candidate
             nfe = ctx.calibrate(SeedRecipe(ctx.seed))
             count = int(kw["count"]) or None
             n = plan_count(count, ctx.budget, nfe)
-            ctx.row_seeds.add(r.seed for r in seed_pool(ctx.seed, n))
+            ctx.row_seeds.add(r.seed for r in seed_pool(ctx.seed, n)[1:])
             result = random_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, count=n, budget=ctx.budget,
                                    nfe_per_candidate=nfe, cfg_multiplier=ctx.generator.cfg_multiplier, **common.callbacks(ctx))
         return common.finish(cls, ctx, result)
@@ -78,8 +79,8 @@ class ZeroOrderSearch(io.ComfyNode):
         n, lam = int(kw["neighbours"]), float(kw["lambda_"])
         pivot = SeedRecipe(ctx.seed)
         first = pivot if kw["score_pivot"] else neighbours(pivot, 0, n, lam, ctx.seed)[0]
-        nfe = ctx.calibrate(first)
         ctx.row_seeds.add([ctx.seed])
+        nfe = ctx.calibrate(first)
         result = zero_order_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, neighbours_per_iter=n,
                                    iterations=int(kw["iterations"]) or None, lam=lam, budget=ctx.budget, nfe_per_candidate=nfe,
                                    score_pivot=bool(kw["score_pivot"]), cfg_multiplier=ctx.generator.cfg_multiplier,

@@ -37,6 +37,10 @@ def test_scm_sampler_as_search_generator(sd15, verifier):
     assert prov["nfe"] == 4 * 2 and prov["params"]["nfe_per_candidate"] == 2
     # the winner reproduces with SamplerCustomAdvanced + RandomNoise(seed): its re-noise is seeded by its own seed
     assert torch.equal(out.result[0]["samples"], custom_advanced(sd15, out.result[2], sampler, sig))
+    # candidate 0 (rendered first, to count its model calls) also re-noises with its own seed
+    first = run(RandomSearch, **search_kwargs(sd15, verifier, count=2, chunk_size=2, top_k=2, proxy_steps=0, sampler=sampler,
+                                              sigmas=sig, pick=0))
+    assert first.result[2] == 100 and torch.equal(first.result[0]["samples"], custom_advanced(sd15, 100, sampler, sig))
     # and batched candidates draw the same re-noise as batch-1 runs
     from noise_search.nodes.comfy_adapters import Generator, RowSeeds, SamplingSetup
     from noise_search.search.noise import SeedRecipe, make_noise_batch
