@@ -22,9 +22,13 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def register_folder():
-    """``models/verifiers`` with no extension filter: verifiers are folders (or single files)."""
-    if FOLDER not in folder_paths.folder_names_and_paths:
-        folder_paths.folder_names_and_paths[FOLDER] = ([os.path.join(folder_paths.models_dir, FOLDER)], set())
+    """``models/verifiers`` with no extension filter (verifiers are folders or single files). A new name gets
+    ``([models/verifiers], set())``; when extra_model_paths.yaml already declared ``verifiers:``, the default
+    folder is added after those paths. Idempotent."""
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
+
+
+register_folder()
 
 
 def verifier_entries():

@@ -129,3 +129,14 @@ def test_save_image_with_provenance(sd15, verifier, comfy_env):
     assert prov["verifiers"]["verifiers"][0]["kind"] == "classifier" and prov["picked_by"] == "verifier"
     with pytest.raises(ValueError, match="does not parse"):
         SaveImageWithProvenance.execute(images=res[1], filename_prefix="x", provenance="{not json")
+
+
+def test_verifiers_folder_registration_keeps_yaml_paths(comfy_env, tmp_path, monkeypatch):
+    import os
+    import folder_paths
+    from noise_search.nodes.verifier_nodes import register_folder
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "verifiers", ([str(tmp_path)], set()))  # as a 'verifiers:' yaml entry
+    register_folder()
+    register_folder()
+    paths, exts = folder_paths.folder_names_and_paths["verifiers"]
+    assert paths == [str(tmp_path), os.path.join(folder_paths.models_dir, "verifiers")] and exts == set()
