@@ -49,9 +49,11 @@ def zscores(scores):
     s = torch.as_tensor(scores, dtype=torch.float64).flatten()
     if not torch.isfinite(s).all():
         raise ValueError(f"cannot standardise non-finite scores: {s.tolist()}")
-    sd = s.std(unbiased=False) if s.numel() > 1 else torch.tensor(0.0, dtype=torch.float64)
-    if sd == 0:
+    # all-equal scores carry no information: exactly 0, not (rounding error of the mean) / (rounding-size std),
+    # which for [0.1, 0.1, 0.1] gives a std of 1e-17 and z-scores of order 1
+    if s.numel() < 2 or bool((s == s[0]).all()):
         return torch.zeros_like(s)
+    sd = s.std(unbiased=False)
     return (s - s.mean()) / sd
 
 
