@@ -218,6 +218,25 @@ async function main() {
   results.after_reset = await panelState();
   log(`reset; pick widget = ${results.after_reset.pick}`);
 
+  // Cancel a longer search mid-way: the panel keeps the scored candidates and says so.
+  if (cfg.cancel_widgets) {
+    await page.evaluate(({ id, values }) => {
+      const node = window.comfyAPI.app.app.graph.getNodeById(id);
+      for (const [k, v] of Object.entries(values)) node.widgets.find((w) => w.name === k).value = v;
+    }, { id: loaded.id, values: cfg.cancel_widgets });
+    const before = await page.evaluate(() => window.__ns.progress.length);
+    const pid = await page.evaluate(async () => {
+      const app = window.comfyAPI.app.app;
+      return (await window.comfyAPI.api.api.queuePrompt(0, await app.graphToPrompt())).prompt_id;
+    });
+    await page.waitForFunction((n) => window.__ns.progress.length > n, before, { timeout });
+    await page.evaluate(() => window.comfyAPI.api.api.interrupt());
+    await page.waitForFunction((id) => window.__ns.done[id], pid, { timeout });
+    results.cancel = { prompt_id: pid, status: await page.evaluate((id) => window.__ns.done[id], pid), panel: await panelState() };
+    log(`cancelled prompt ${pid}: ${results.cancel.status}, panel ${results.cancel.panel.state}`);
+    await panelShot("07-cancelled-panel");
+  }
+
   // Help page of a pack node, as the frontend serves it.
   results.help_page = await page.evaluate(async (pack) => {
     const { api } = window.comfyAPI.api;

@@ -82,7 +82,8 @@ def provenance_of(url, prompt_id):
 
 @pytest.fixture(scope="module")
 def session(drive, comfy_server):
-    results, out = drive("random_search", {"api": workflow(), "node_id": 6, "pick_rank": 2, "pack_dir_name": "noise_search"})
+    results, out = drive("random_search", {"api": workflow(), "node_id": 6, "pick_rank": 2, "pack_dir_name": "noise_search",
+                                           "cancel_widgets": {"count": 120, "pick": -1}})
     return results, out, comfy_server["url"]
 
 
@@ -138,6 +139,15 @@ def test_reset_restores_the_verifier_choice(session):
     results, _, _ = session
     assert results["after_reset"]["pick"] == -1
     assert not any(c["picked"] for c in results["after_reset"]["cards"])
+
+
+def test_cancel_keeps_the_scored_candidates(session):
+    results, _, _ = session
+    cancel = results["cancel"]
+    assert cancel["status"] == "interrupted"
+    panel = cancel["panel"]
+    assert panel["state"] == "cancelled" and panel["final"] is None
+    assert 0 < panel["candidates"] < 120 and panel["chart_points"] == panel["candidates"]
 
 
 def test_verifier_score_panel(session):

@@ -83,6 +83,7 @@ const CSS = `
   color: var(--input-text, #ddd); background: var(--comfy-input-bg, #222); border: 1px solid var(--border-color, #4e4e4e); }
 .ns-btn:hover:not(:disabled) { border-color: ${PICK_COLOR}; }
 .ns-btn:disabled { opacity: .45; cursor: default; }
+.ns-btn-run { border-color: ${PICK_COLOR}; color: ${PICK_COLOR}; }
 .ns-tip { position: fixed; z-index: 10000; pointer-events: none; padding: 4px 7px; border-radius: 4px; font-size: 11px;
   background: rgba(20,20,20,.92); color: #eee; border: 1px solid #555; max-width: 320px; display: none; }
 `;
@@ -186,7 +187,13 @@ class Panel {
       e.stopPropagation();
       this.setPick(-1);
     });
-    foot.append(this.noteEl, this.resetBtn);
+    this.runBtn = el("button", "ns-btn ns-btn-run", "▶ Run");
+    this.runBtn.title = "Queue the workflow now, so the node outputs the candidate you picked";
+    this.runBtn.addEventListener("click", (e) => {
+      e.stopPropagation();
+      app.queuePrompt(0, 1);
+    });
+    foot.append(this.noteEl, this.resetBtn, this.runBtn);
 
     this.tip = el("div", "ns-tip");
     document.body.appendChild(this.tip);
@@ -303,10 +310,10 @@ class Panel {
       return chip;
     }));
     this.statsEl.style.display = stats.length ? "" : "none";
-    this.statusEl.textContent = s.running ? "searching…" : f ? "done" : "idle";
+    this.statusEl.textContent = s.running ? (this.kind === "score" ? "scoring…" : "searching…") : f ? "done" : s.stopped ?? "idle";
     this.statusEl.classList.toggle("ns-running", !!s.running);
     this.root.dataset.nodeId = String(this.node.id);
-    this.root.dataset.state = s.running ? "running" : f ? "done" : "idle";
+    this.root.dataset.state = s.running ? "running" : f ? "done" : s.stopped ?? "idle";
     this.root.dataset.candidates = String(n);
 
     const rounds = new Set(candidateList(s).map((c) => Number(c.round ?? 0)));
@@ -332,9 +339,11 @@ class Panel {
     const entries = galleryEntries(s, this.liveSlots);
     const pending = this.pendingPick;
     const out = outputIndex(s);
-    const canPick = pending != null;
+    // Only a finished run's kept top-K can be picked (PROTOCOL.md section 3).
+    const keptTopK = new Set((f?.top_k ?? []).map(Number));
     this.grid.replaceChildren();
     for (const { rank, candidate: c, image } of entries) {
+      const canPick = pending != null && keptTopK.has(c.index);
       const card = el("div", "ns-card");
       card.dataset.index = String(c.index);
       const isWinner = f ? Number(f.winner) === c.index : rank === 0;
@@ -350,7 +359,7 @@ class Panel {
         thumb.alt = `candidate ${c.index}`;
         thumb.src = viewURL(image);
       } else {
-        thumb = el("div", "ns-thumb ns-empty", s.running ? "image when done" : "no image");
+        thumb = el("div", "ns-thumb ns-empty", s.running ? "image when done" : s.stopped ? "not rendered" : "no image");
       }
       const badge = el("span", isWinner ? "ns-badge ns-b-win" : "ns-badge", isWinner ? "★ verifier" : `#${rank + 1}`);
       card.append(thumb, badge);
@@ -382,12 +391,20 @@ class Panel {
     const pending = this.pendingPick;
     this.resetBtn.style.display = pending == null ? "none" : "";
     this.resetBtn.disabled = pending == null || pending < 0;
+    // "Run" when the next run would output something else than what is shown
+    const shown = f ? (Number(f.picked) >= 0 ? Number(f.picked) : -1) : null;
+    this.runBtn.style.display = pending != null && f && !s.running && pending !== shown ? "" : "none";
     const note = [];
     if (f && Number(f.picked) >= 0) note.push(`Output: <b>#${Number(f.picked)}</b> (picked; verifier chose #${f.winner}).`);
     else if (f && f.winner != null) note.push(`Output: <b>#${f.winner}</b> (verifier's choice).`);
     if (pending != null) {
       if (pending >= 0) note.push(`Next run outputs <b>#${pending}</b>.${this.seedNote ?? ""}`);
       else if (f) note.push("Click a thumbnail to output another candidate.");
+    }
+    if (!f && s.stopped && s.candidates.size) {
+      note.push(s.stopped === "cancelled"
+        ? `Search cancelled after ${s.candidates.size} candidates; the best so far is saved in ComfyUI's temp folder (noise_search/partial_*).`
+        : `The run failed after ${s.candidates.size} candidates (see the error message).`);
     }
     if (!f && !s.running && !s.candidates.size) note.push(this.kind === "score" ? "Run the workflow to score images." : "Run the workflow to search.");
     this.noteEl.innerHTML = note.join(" ");
@@ -519,6 +536,18 @@ app.registerExtension({
       if (!panel) return;
       panel.onProgress(detail);
     });
+    // A cancelled or failed prompt: stop the "searching" state, keep what was scored.
+    for (const type of ["execution_interrupted", "execution_error"]) {
+      api.addEventListener(type, ({ detail }) => {
+        for (const p of panels) {
+          if (p.state.running && (!detail?.prompt_id || p.state.promptId === detail.prompt_id)) {
+            p.state.running = false;
+            p.state.stopped = type === "execution_interrupted" ? "cancelled" : "failed";
+            p.render();
+          }
+        }
+      });
+    }
     api.addEventListener("execution_start", ({ detail }) => {
       for (const p of panels) {
         if (p.node.graph) p.pendingPromptId = detail?.prompt_id ?? null;

@@ -11,6 +11,7 @@ export function emptyState() {
     candidates: new Map(), // index -> candidate
     final: null, // the node's last `noise_search` ui entry
     running: false,
+    stopped: null, // "cancelled" | "failed" after an interrupted or failed run
   };
 }
 
@@ -27,6 +28,7 @@ export function applyProgress(state, msg) {
     Object.assign(state, fresh, { promptId: msg.prompt_id });
   }
   state.running = true;
+  state.stopped = null;
   state.final = state.final && state.final.prompt_id === state.promptId ? state.final : null;
   if (msg.algorithm != null) state.algorithm = msg.algorithm;
   if (msg.budget != null) state.budget = Number(msg.budget);
@@ -44,6 +46,7 @@ export function applyFinal(state, entry, promptId = null) {
   if (!entry) return state;
   state.final = { ...entry, prompt_id: promptId ?? state.promptId };
   state.running = false;
+  state.stopped = null;
   if (promptId != null) state.promptId = promptId;
   if (entry.algorithm != null) state.algorithm = entry.algorithm;
   if (entry.budget != null) state.budget = Number(entry.budget);
