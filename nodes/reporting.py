@@ -2,6 +2,7 @@
 (nodes/PROTOCOL.md), the score table, the provenance JSON and the best-so-far dump on cancel."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -124,8 +125,9 @@ def provenance(result, extra, winner, picked, picked_by):
     return d
 
 
-def dump_partial(result, extra, node_id):
-    """On cancel or error: save the best so far (PNG + JSON summary) to the temp folder before it propagates."""
+def dump_partial(result, extra, node_id, prompt=None, extra_pnginfo=None):
+    """On cancel or error: save the best so far (PNG + JSON summary) to the temp folder before it propagates.
+    The PNG also carries the prompt / workflow, so dropping it on ComfyUI restores the graph."""
     if not result.history:
         return None
     prov = provenance(result, extra, result.top_k[0].index if result.top_k else None, None, "verifier")
@@ -134,12 +136,11 @@ def dump_partial(result, extra, node_id):
     files = []
     imgs = result.top_k_samples.get("samples") if result.top_k_samples else None
     if imgs is not None and len(imgs):
-        files = save_images(imgs[:1], prefix, "temp", png_info(json.dumps(prov)))
+        files = save_images(imgs[:1], prefix, "temp", png_info(json.dumps(prov), prompt, extra_pnginfo))
     path = os.path.join(folder_paths.get_temp_directory(), f"{prefix.replace('/', os.sep)}_{result.nfe:07d}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(prov, f, indent=1)
-    import logging
     logging.warning("noise-search: search stopped after %d candidates (%d NFE); best so far saved to %s%s",
                     len(result.history), result.nfe, path, f" and {files[0]['filename']}" if files else "")
     return path

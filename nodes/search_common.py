@@ -133,7 +133,7 @@ class SearchContext:
         self.row_seeds = RowSeeds(self.shape)
         self.generator = Generator(self.setup, self.progress, self.row_seeds, need_early=self.scorer.needs_early,
                                    final_sigmas=full if proxy_steps else None)
-        self.node_id = None
+        self.node_id = self.prompt = self.extra_pnginfo = None
 
     def sampling_info(self):
         kw = self.kw
@@ -155,7 +155,7 @@ class SearchContext:
 
     def on_interrupt(self, partial):
         self.apply_final_scores(partial)
-        reporting.dump_partial(partial, self.extra(), self.node_id)
+        reporting.dump_partial(partial, self.extra(), self.node_id, self.prompt, self.extra_pnginfo)
 
     def calibrate(self, first_recipe):
         """Measure model calls per candidate on the search's first candidate (cached for the search)."""
@@ -223,7 +223,8 @@ def finish(cls, ctx, result, render_recipe=None):
 def begin(cls, kw, algorithm, proxy=True):
     ctx = SearchContext(kw, algorithm, proxy)
     hidden = getattr(cls, "hidden", None)
-    ctx.node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
+    if hidden is not None:
+        ctx.node_id, ctx.prompt, ctx.extra_pnginfo = hidden.unique_id, hidden.prompt, hidden.extra_pnginfo
     return ctx
 
 

@@ -199,6 +199,9 @@ def test_progress_events_and_cancel_keeps_best(server):
     assert dumps, "no best-so-far summary in the temp folder"
     prov = json.loads(dumps[-1].read_text())
     assert prov["completed"] is False and len(prov["candidates"]) >= 3
+    from PIL import Image
+    png = Image.open(sorted((server.base / "temp" / "temp" / "noise_search").glob("partial_6_*.png"))[-1])
+    assert json.loads(png.text["noise_search"])["completed"] is False and "prompt" in png.text
 
 
 # User-sized values of the example workflows; their API twins here use tiny sizes so the e2e runs on a CPU.
