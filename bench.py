@@ -14,7 +14,9 @@ def add_parser(sub):
     f = which.add_parser("fidelity", help="reproduce the papers' findings on the toy world, with numbers and plots")
     f.add_argument("--quick", action="store_true", help="a smaller run (1 seed, budgets to 32 candidates, 50 winners): ~1-2 min")
     f.add_argument("--out", default="fidelity_out", help="folder for fidelity.json and the PNG plots (default fidelity_out)")
-    f.add_argument("--parts", default="f1,f2,f3,f4", help="comma-separated subset of f1,f2,f3,f4")
+    f.add_argument("--parts", default="f1,f2,f3,f4", help="comma-separated subset of f1,f2,f3,f4 (default all)")
+    f.add_argument("--merge", action="store_true", help="keep the other parts of an existing <out>/fidelity.json of the "
+                                                         "same configuration (e.g. --parts f4 --merge once the student exists)")
     f.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; see toyworld/fidelity.py)")
     f.set_defaults(run=run_fidelity)
     return p
@@ -29,9 +31,13 @@ def run_fidelity(args):
         raise SystemExit(f"--parts must be a comma-separated subset of f1,f2,f3,f4, got {args.parts!r}")
     if args.threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-    report = fidelity.run_fidelity("quick" if args.quick else "full", out=args.out, parts=parts, threads=args.threads)
+    try:
+        report = fidelity.run_fidelity("quick" if args.quick else "full", out=args.out, parts=parts, threads=args.threads,
+                                       merge=args.merge)
+    except ValueError as err:
+        raise SystemExit(f"bench fidelity: {err}") from err
     json.dump(report, sys.stdout, indent=1)
     sys.stdout.write("\n")
-    print("\n" + fidelity.summary_text(report), file=sys.stderr)
+    print("\n" + fidelity.markdown_tables(report) + "\n" + fidelity.summary_text(report), file=sys.stderr)
     print(f"wrote {args.out}/fidelity.json and {', '.join(report.get('plots', []))} in {report['seconds']:.0f} s", file=sys.stderr)
     return 0

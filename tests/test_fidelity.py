@@ -98,3 +98,16 @@ def test_spearman_and_ranks():
     torch.manual_seed(0)
     a, b = torch.randn(50), torch.randn(50)
     assert F.spearman(a, b) == pytest.approx(F.spearman(a.exp(), b ** 3), abs=1e-12)  # rank-invariant
+
+
+def test_merge_keeps_the_parts_not_measured_again(report, tmp_path):
+    rep, out = report
+    (tmp_path / "fidelity.json").write_text((out / "fidelity.json").read_text())
+    merged = F.run_fidelity(TINY, out=tmp_path, parts=("f4",), merge=True)
+    assert merged["merged"]["kept_from_previous_run"] == ["f1", "f2", "f3"]
+    assert merged["f1"] == json.loads(json.dumps(rep["f1"])) and merged["f4"]["status"] == "skipped"
+    assert [c["id"] for c in merged["claims"]] == [c["id"] for c in rep["claims"]]
+    with pytest.raises(ValueError, match="configuration"):
+        F.run_fidelity(dict(TINY, f2_per_digit=3), out=tmp_path, parts=("f4",), merge=True)
+    with pytest.raises(ValueError, match="subset"):
+        F.run_fidelity(TINY, parts=("f5",))

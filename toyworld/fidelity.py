@@ -561,6 +561,12 @@ def claims(report):
                             "measured": f"+{g[name]['mean']:.2f} +- {g[name]['se']:.2f} logit over one Heun-10 sample at "
                                         f"{g[name]['candidates']} candidates", "holds": bool(ok),
                             "rule": "paired gain > 2 standard errors"})
+        last = {n: f1["curves"][n][-1] for n in ALGORITHMS if f1["curves"].get(n)}
+        if "random" in last and len(last) > 1:
+            out.append({"id": "F1-order", "claim": "random search is the strongest algorithm at equal NFE (Ma et al. Table 2, text-to-image)",
+                        "measured": ", ".join(f"{n} {r['mean']:.2f} at {r['nfe']} NFE" for n, r in last.items()),
+                        "holds": bool(all(last["random"]["mean"] >= r["mean"] for r in last.values())),
+                        "rule": "random's mean logit at the largest budget >= every other algorithm's"})
         s, best = g["more_steps"], max(g[n]["mean"] for n in ALGORITHMS if n in g)
         out.append({"id": "F1-steps", "claim": "more denoising steps plateau; search keeps scaling beyond them (Ma et al. Sec. 1, Fig. 3)",
                     "measured": f"more steps: {s['mean']:+.2f} +- {s['se']:.2f}; best search: {best:+.2f} at equal NFE",
@@ -579,8 +585,11 @@ def claims(report):
             others = [n for n in d if n != "random"]
             if others:
                 ok = all(d[n][1] > dr for n in others)
+                small = min(f2["candidates"])
+                extra = "" if small == c else "; at {}: ".format(small) + ", ".join(
+                    f"{n} {rows[f'{n}@{small}']['recall'] - ns['recall']:+.3f}" for n in ALGORITHMS if f"{n}@{small}" in rows)
                 out.append({"id": "F2-ease", "claim": "zero-order and path search ease the diversity loss of random search (Ma et al. Sec. 4)",
-                            "measured": ", ".join(f"{n} recall {d[n][1]:+.3f}" for n in d),
+                            "measured": f"recall change at {c} candidates: " + ", ".join(f"{n} {d[n][1]:+.3f}" for n in d) + extra,
                             "holds": bool(ok), "rule": "recall drop of every other algorithm smaller than random's"})
     if f3:
         rho = f3["spearman_mean_over_digits"]
@@ -657,7 +666,7 @@ def chart(series, title, xlabel, ylabel, logx=False, width=720, height=440, labe
         ticks = [x_lo + (x_hi - x_lo) * k / 4 for k in range(5)]
     for t in ticks:
         d.line([px(t), height - B, px(t), height - B + 4], fill=(120, 120, 120))
-        d.text((px(t) - 10, height - B + 6), f"{t:.3g}", fill=(60, 60, 60), font=font)
+        d.text((px(t) - 10, height - B + 6), str(int(t)) if logx else f"{t:.3g}", fill=(60, 60, 60), font=font)
     d.text(((width - R) // 2 - 30, height - 18), xlabel + (" (log scale)" if logx else ""), fill=(0, 0, 0), font=font)
     d.text((L, 8), title, fill=(0, 0, 0), font=font)
     d.text((4, 14), ylabel, fill=(90, 90, 90), font=_font(10))
@@ -727,9 +736,9 @@ def draw_plots(report, out):
     if f2:
         series = []
         for key, r in f2["rows"].items():
-            series.append({"name": key, "points": [(r["recall"], r["precision"])], "line": False})
+            series.append({"name": key, "points": [(r["recall"], r["precision"])], "line": False, "radius": 5})
         chart(series, f"F2: precision vs recall of {f2['winners_per_algorithm']} winners (k-NN, classifier features)",
-              "recall (diversity)", "precision", label_points=True).save(out / "f2_precision_recall.png")
+              "recall (diversity)", "precision").save(out / "f2_precision_recall.png")
         files.append("f2_precision_recall.png")
         # the trade-off: recall against how far each method raised the verifier score
         rows = f2["rows"]
@@ -763,27 +772,38 @@ def draw_plots(report, out):
 
 # -- the whole run --------------------------------------------------------------------------------------------
 
-def run_fidelity(config="quick", out=None, parts=("f1", "f2", "f3", "f4"), models=None, threads=1):
+def run_fidelity(config="quick", out=None, parts=("f1", "f2", "f3", "f4"), models=None, threads=1, merge=False):
     """Measure F1-F4 for the named configuration (or a config dict); write fidelity.json and PNGs to ``out``.
 
+    ``merge``: when ``out`` already holds a fidelity.json of the same configuration, keep its parts that this
+    run does not measure (e.g. add F4 once the student is committed: ``parts=("f4",), merge=True``).
     ``threads``: torch intra-op threads. 1 by default: the network is small and the batched searches call
     torch from many Python threads; on a shared 2-core machine 2 intra-op threads made Heun sampling of
     200 digits 28x slower in wall time (115 s vs 4.2 s, OpenMP workers spinning against each other)."""
     cfg = CONFIGS[config] if isinstance(config, str) else dict(config)
+    name = config if isinstance(config, str) else "custom"
+    bad = [p for p in parts if p not in ("f1", "f2", "f3", "f4")]
+    if bad or not parts:
+        raise ValueError(f"parts must be a non-empty subset of f1, f2, f3, f4, got {list(parts)}")
+    old = {}
+    if merge and out is not None and (Path(out) / "fidelity.json").is_file():
+        old = json.loads((Path(out) / "fidelity.json").read_text())
+        if old.get("config") != name or old.get("settings") != json.loads(json.dumps(cfg)):
+            raise ValueError(f"{Path(out) / 'fidelity.json'} was measured with configuration {old.get('config')!r}, not {name!r}; "
+                             "merge only into a report of the same configuration")
     if threads:
         torch.set_num_threads(int(threads))
     t0, c0 = time.perf_counter(), time.process_time()
     models = models or load_models()
     ref = Reference(models["classifier"])
-    report = {"config": config if isinstance(config, str) else "custom", "settings": cfg,
-              "nfe_per_candidate": heun_nfe(STEPS_PER_CANDIDATE), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    report = {"config": name, "settings": cfg, "nfe_per_candidate": heun_nfe(STEPS_PER_CANDIDATE), "torch": torch.__version__,
+              "threads": torch.get_num_threads()}
     steps = {"f1": lambda: f1_scaling(cfg, models), "f2": lambda: f2_diversity(cfg, models, ref),
              "f3": lambda: f3_self_supervised(cfg, models), "f4": lambda: f4_scm(cfg, models, ref)}
     for p in parts:
         log(f"fidelity: {p} ...")
         report[p] = steps[p]()
         log(f"fidelity: {p} done in {report[p].get('seconds', 0)} s")
-    report["claims"] = claims(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["cpu_seconds"] = round(time.process_time() - c0, 1)  # wall time depends on what else runs
     report["loadavg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
@@ -795,6 +815,13 @@ def run_fidelity(config="quick", out=None, parts=("f1", "f2", "f3", "f4"), model
         report["f3"].pop("points", None)  # every candidate's score pair: plotted, too long for the JSON
     if report.get("f2"):
         report["f2"].pop("pictures", None)  # samples, drawn as f2_winners.png
+    kept = [p for p in ("f1", "f2", "f3", "f4") if p not in parts and p in old]
+    if kept:
+        for p in kept:
+            report[p] = old[p]
+        report["plots"] = sorted(set(report.get("plots", [])) | set(old.get("plots", [])))
+        report["merged"] = {"kept_from_previous_run": kept, "previous_seconds": old.get("seconds")}
+    report["claims"] = claims(report)
     if out is not None:
         (out / "fidelity.json").write_text(json.dumps(report, indent=1))
     return report
@@ -807,3 +834,55 @@ def summary_text(report):
         h = {True: "yes", False: "no", None: "pending"}[c["holds"]]
         lines.append(f"| {c['id']} | {c['claim']} | {c['measured']} | {h} |")
     return "\n".join(lines)
+
+
+def markdown_tables(report):
+    """The measured numbers as Markdown tables (F1 curve, F2 sets, F3 sweep, F4), generated from the report."""
+    out = []
+    f1 = report.get("f1")
+    if f1:
+        c = f1["curves"]
+        by = {n: {r["candidates"]: r for r in c[n]} for n in ("random", "zero_order", "paths", "more_steps")}
+        out += [f"F1: mean winner logit +- se over {f1['units']} searches (digits x seeds); NFE per final sample",
+                "", "| candidates | NFE | random | zero-order ZO-4 | paths Paths-2 (NFE) | 1 sample, more steps (steps) |",
+                "|---|---|---|---|---|---|"]
+        cell = lambda r: "-" if r is None else f"{r['mean']:.2f} +- {r['se']:.2f}"
+        for k in sorted(by["random"]):
+            p, m = by["paths"].get(k), by["more_steps"].get(k)
+            out.append(f"| {k} | {k * f1['nfe_per_candidate']} | {cell(by['random'].get(k))} | {cell(by['zero_order'].get(k))} | "
+                       f"{cell(p)}{'' if p is None else ' (' + str(p['nfe']) + ')'} | {cell(m)}{'' if m is None else ' (' + str(m['steps']) + ')'} |")
+        out.append("")
+    f2 = report.get("f2")
+    if f2:
+        out += [f"F2: {f2['winners_per_algorithm']} samples per set ({f2['per_digit']} per digit, each winner from its own search) vs the 1797 real digits",
+                "", "| set | NFE | precision | recall | FD | class accuracy | mean logit | within-digit spread |", "|---|---|---|---|---|---|---|---|"]
+        for k, r in f2["rows"].items():
+            fd = "-" if r["fd"] is None else f"{r['fd']:.1f}"
+            out.append(f"| {k} | {r['nfe']} | {r['precision']:.3f} | {r['recall']:.3f} | {fd} | {r['accuracy']:.3f} | "
+                       f"{r['mean_logit']:.2f} | {r['spread']:.1f} |")
+        out.append(f"| real digits | - | - | - | - | - | - | {next(iter(f2['rows'].values()))['spread_real']:.1f} |")
+        out.append("")
+    f3 = report.get("f3")
+    if f3:
+        rows = f3["by_early_sigma"]
+        out += ["F3: within-digit Spearman (SSL score vs classifier logit) with the early x0 prediction taken at each grid point",
+                "", "| SiT time of the early prediction | " + " | ".join(
+                    (f"**{r['sit_time']:.2f}** (adapter)" if r["is_adapter_early"] else f"{r['sit_time']:.2f}") for r in rows) + " |",
+                "|---|" + "---|" * len(rows),
+                "| Spearman | " + " | ".join("-" if r["rho_mean"] is None else f"{r['rho_mean']:.2f}" for r in rows) + " |",
+                "| mean SSL score | " + " | ".join(f"{r['ssl_mean']:.3f}" for r in rows) + " |", ""]
+        sel = f3["selection"]
+        out += ["F3: classifier logit of the best-of-k chosen by each verifier", "",
+                "| k | " + " | ".join(sel) + " |", "|---|" + "---|" * len(sel)]
+        for key, name in (("ssl_selected", "self-supervised"), ("classifier_selected", "classifier"), ("random_pick", "random pick (mean)")):
+            out.append(f"| {name} | " + " | ".join(f"{v[key]:.2f}" for v in sel.values()) + " |")
+        out.append("")
+    f4 = report.get("f4")
+    if f4 and f4.get("status") == "measured":
+        out += [f"F4: FD over {f4['samples']} samples (200 per digit), mean of seeds {f4['seeds']}", "",
+                "| sampler | NFE | FD clamped | FD raw | class accuracy | precision | recall |", "|---|---|---|---|---|---|---|"]
+        for r in f4["table"]:
+            out.append(f"| {r['sampler']} | {r['nfe']} | {r['fd_clamped']:.2f} | {r['fd_raw']:.2f} | {r['accuracy']:.3f} | "
+                       f"{r['precision']:.3f} | {r['recall']:.3f} |")
+        out.append("")
+    return "\n".join(out)
