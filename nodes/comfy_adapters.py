@@ -172,6 +172,14 @@ class Progress:
         self.pbar.update_absolute(self.current, self.total, self.preview)
         comfy.model_management.throw_exception_if_processing_interrupted()
 
+    def show(self, image):
+        """Preview a decoded IMAGE row [H, W, C] (when previews are on)."""
+        if self.previewer is None:
+            return
+        from PIL import Image
+        a = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        self.preview = ("JPEG", Image.fromarray(a[..., :3] if a.shape[-1] >= 3 else a[..., 0]), latent_preview.MAX_PREVIEW_RESOLUTION)
+
     def sampler_callback(self, step, x0, x, total_steps):
         """Per sampler step inside a chunk: refresh the preview; every step is an interruption point."""
         if self.previewer is not None and x0 is not None:

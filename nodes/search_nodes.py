@@ -135,10 +135,15 @@ class PathSearch(io.ComfyNode):
                 mult["cfg"] = max(mult["cfg"], round(passes / max(used, 1) / x.shape[0]))
                 return out
 
+            def decode(x0):
+                batch = t.decode(x0)
+                ctx.progress.show(batch.samples[0])  # live preview: the chunk's first clean prediction
+                return batch
+
             return path_search(denoise, ctx.scorer, ctx.shape, ctx.search_sigmas, seed=ctx.seed, paths=int(kw["paths"]),
                                width=int(kw["width"]), start_step=int(kw["start_step"]), forward_steps=int(kw["delta_f"]),
                                backward_steps=int(kw["delta_b"]), step_nfe=step_nfe, prepare=t.prepare, renoise=t.renoise,
-                               decode=t.decode, **common.callbacks(ctx))
+                               decode=decode, **common.callbacks(ctx))
 
         from .comfy_adapters import run_inside_sampler
         result = run_inside_sampler(ctx.setup, body)

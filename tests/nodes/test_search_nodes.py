@@ -243,3 +243,19 @@ def test_cancel_saves_the_best_so_far(sd15, verifier, comfy_env):
     from PIL import Image
     pngs = sorted((comfy_env["temp"] / "noise_search").glob("partial_*.png"))
     assert pngs and "noise_search" in Image.open(pngs[-1]).text
+
+
+@pytest.mark.parametrize("node_name", ["RandomSearch", "PathSearch"])
+def test_progress_bar_and_previews(sd15, verifier, monkeypatch, node_name):
+    import comfy.cli_args
+    import comfy.utils
+    from latent_preview import LatentPreviewMethod
+    from noise_search.nodes import search_nodes
+    monkeypatch.setattr(comfy.cli_args.args, "preview_method", LatentPreviewMethod.Latent2RGB)
+    seen = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda v, t, p, node_id=None: seen.append((v, t, p)))
+    extra = dict(count=4, proxy_steps=0) if node_name == "RandomSearch" else dict(steps=4, paths=1, width=2, start_step=1, delta_f=0, delta_b=1, top_k=2)
+    run(getattr(search_nodes, node_name), **search_kwargs(sd15, verifier, **extra))
+    assert seen and seen[-1][0] == seen[-1][1]  # ends at 100 %
+    previews = [p for _, _, p in seen if p is not None]
+    assert previews and previews[-1][0] == "JPEG" and previews[-1][1].size[0] > 0
