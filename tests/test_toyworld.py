@@ -37,6 +37,7 @@ def test_trigflow_net_shapes_and_zero_init():
     assert net(x.flatten(1), torch.tensor(0.3), None).shape == (5, 64)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # raised inside torch.func
 def test_trigflow_net_supports_forward_mode_jvp():
     """The sCD student needs torch.func.jvp through F; check it against a central finite difference."""
     torch.manual_seed(0)
