@@ -140,3 +140,16 @@ def test_verifiers_folder_registration_keeps_yaml_paths(comfy_env, tmp_path, mon
     register_folder()
     paths, exts = folder_paths.folder_names_and_paths["verifiers"]
     assert paths == [str(tmp_path), os.path.join(folder_paths.models_dir, "verifiers")] and exts == set()
+
+
+def test_verifier_score_ensemble_ranks_over_the_batch(verifier):
+    from noise_search.nodes.verifier_nodes import VerifierScore
+    from noise_search.verifiers.ensemble import ranks
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(4, 32, 32, 3, generator=g)
+    with torch.inference_mode():
+        single = VerifierScore.execute(images=images, verifier=verifier, prompt="", class_id=1, top_k=2).result[0]
+        both = VerifierScore.execute(images=images, verifier=verifier, prompt="", class_id=1, top_k=2, verifier_2=verifier,
+                                     ensemble="mean_rank")
+    assert both.result[0] == ranks(torch.tensor(single)).tolist()  # two identical members: mean rank = rank
+    assert "classifier#2" in both.result[4]
