@@ -193,13 +193,17 @@ def finish(cls, ctx, result, render_recipe=None):
         chosen, picked_by = result.top_k[kept[ctx.pick]], "user"
     else:
         chosen, picked_by = best, "verifier"
-    if render_recipe is None:
-        rows = make_noise_batch([chosen.recipe], ctx.shape)
-        use_kept = chosen.index in kept and row_key(rows[0]) in ctx.generator.exact
-        batch = None if use_kept else ctx.generator.render(rows)
-    else:
-        use_kept = chosen.index in kept
-        batch = None if use_kept else render_recipe(chosen.recipe)
+    try:  # a cancel during the final render still leaves the finished search's best in the temp folder
+        if render_recipe is None:
+            rows = make_noise_batch([chosen.recipe], ctx.shape)
+            use_kept = chosen.index in kept and row_key(rows[0]) in ctx.generator.exact
+            batch = None if use_kept else ctx.generator.render(rows)
+        else:
+            use_kept = chosen.index in kept
+            batch = None if use_kept else render_recipe(chosen.recipe)
+    except BaseException:
+        reporting.dump_partial(result, ctx.extra(), ctx.node_id, ctx.prompt, ctx.extra_pnginfo)
+        raise
     if use_kept:
         i = kept[chosen.index]
         latent, image = result.top_k_samples["latent"][i:i + 1], result.top_k_samples["samples"][i:i + 1]
