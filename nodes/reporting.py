@@ -147,10 +147,14 @@ def dump_partial(result, extra, node_id, prompt=None, extra_pnginfo=None):
 
 
 def ui_payload(result, algorithm, winner, picked, topk_files, winner_files):
+    # "images" previews only the output; the kept top-K are shown by the pack's gallery (web/)
     return {
-        "images": winner_files + topk_files,
+        "images": winner_files,
         "noise_search": [{
             "algorithm": algorithm,
+            "seed": result.params.get("seed"),
+            "nfe": result.nfe,
+            "budget": result.params.get("budget"),
             "candidates": [candidate_entry(c) for c in result.history],
             "winner": winner,
             "picked": -1 if picked is None else picked,

@@ -208,7 +208,7 @@ class VerifierScore(io.ComfyNode):
         node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
         files = reporting.save_images(top_images, f"noise_search/score_{node_id or 'node'}", "temp")
         cands = [{"index": i, "score": float(scores[i]), "nfe": 0, "round": 0, "recipe": f"image {i}", "seed": None} for i in range(len(scores))]
-        ui = {"text": [table], "images": files,
+        ui = {"text": [table], "images": files[:1],
               "noise_search": [{"algorithm": "score", "candidates": cands, "winner": order[0], "picked": pick, "top_k": top, "images": files}]}
         return io.NodeOutput([float(s) for s in scores], sorted_images, top_images, int(best), table, ui=ui)
 

@@ -33,6 +33,7 @@ def test_random_search_outputs_and_accounting(sd15, verifier):
     ui = out.ui
     ns = ui["noise_search"][0]
     assert ns["winner"] == best["index"] and ns["picked"] == -1 and len(ns["images"]) == 3 == len(ns["top_k"])
+    assert ns["seed"] == 100 and ns["nfe"] == 15 and len(ui["images"]) == 1  # previews show the output only
 
 
 def ksampler(m, seed, steps, cfg=1.0, sampler="euler", scheduler="normal", denoise=1.0, latent=None):
