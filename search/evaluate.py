@@ -171,15 +171,11 @@ class Evaluator:
         # Copy out only the chunk's candidates that enter the top-K (never the whole chunk), so the kept
         # samples cost O(K) memory and copying per chunk; an unchanged top-K keeps its tensors as they are.
         entering = [i - n_old for i in order if i >= n_old]
-        if entering or self._kept is None or order != list(range(n_old)):
-            pool = batch.select(entering)
-            if self._kept is not None and n_old:
-                pool = concat_batches(self._kept, pool)
-                pos = iter(range(n_old, n_old + len(entering)))
-                slots = [i if i < n_old else next(pos) for i in order]
-            else:
-                slots = list(range(len(entering)))
-            self._kept = pool if slots == list(range(len(pool))) else pool.select(slots)
+        if self._kept is None or not n_old:
+            self._kept = batch.select(entering)
+            self.result.top_k_samples = self._kept.tensors()
+        elif entering or order != list(range(n_old)):
+            self._kept = merge_rows(self._kept, batch, order, n_old)
             self.result.top_k_samples = self._kept.tensors()
         if self.on_scored is not None:
             self.on_scored(cands, self.result)
@@ -218,13 +214,46 @@ class Evaluator:
                     continue
                 raise
             out += self.record(part, scores, batch, round)
+            del batch, scores  # the chunk's samples go now, not while the next chunk is generated
             i += len(part)
             self.step(len(part))
         return out
 
+    def chunks(self, items, compute):
+        """Yield ``(part, compute(part))`` over ``items``, ``chunk_size`` at a time; an out-of-memory error in
+        ``compute`` halves the chunk and retries it, as ``evaluate`` does (search over paths batches this way).
+        ``compute`` must have no side effects: the caller records each part after it is yielded."""
+        i = 0
+        while i < len(items):
+            part = items[i: i + self.chunk_size]
+            try:
+                out = compute(part)
+            except Exception as err:  # noqa: BLE001 - only OOM is handled; everything else re-raises
+                if is_oom(err) and len(part) > 1:
+                    self.chunk_size = max(1, len(part) // 2)
+                    continue
+                raise
+            yield part, out
+            del out  # not alive while the next chunk is computed
+            i += len(part)
+
     def finish(self):
         self.result.completed = True
         return self.result
+
+
+def merge_rows(old, new, order, n_old):
+    """The Batch whose row j is row ``order[j]`` of ``old`` (indices < n_old) or of ``new`` (index - n_old), built
+    row by row into one fresh tensor per field: no concatenated K + chunk intermediate."""
+    def take(a, b):
+        if a is None or b is None:
+            return None
+        out = b.new_empty((len(order),) + tuple(b.shape[1:]))
+        for j, i in enumerate(order):
+            out[j].copy_(a[i] if i < n_old else b[i - n_old])
+        return out
+    return Batch(take(old.samples, new.samples), {k: take(old.extras[k], new.extras[k]) for k in old.extras},
+                 take(old.early, new.early))
 
 
 def concat_batches(a, b):

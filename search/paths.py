@@ -87,9 +87,8 @@ def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, star
     def body():
         roots = seed_pool(seed, n)
         alive = []
-        for c0 in range(0, n, ev.chunk_size):
-            part = roots[c0:c0 + ev.chunk_size]
-            x = _integrate(denoise, prepare(make_noise_batch(part, shape)), sig, 0, start_step)
+        start = lambda part: _integrate(denoise, prepare(make_noise_batch(part, shape)), sig, 0, start_step)
+        for part, x in ev.chunks(roots, start):  # an out-of-memory error halves the chunk (Evaluator.chunks)
             ev.add_nfe(len(part) * _span_nfe(step_nfe, sig, 0, start_step))
             alive += [_Path(x[k:k + 1], r, r.seed) for k, r in enumerate(part)]
             ev.step(len(part))
@@ -98,18 +97,20 @@ def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, star
             branches = [(p, PathRecipe(p.recipe, i, b, derive_seed(seed, i, p.key, b))) for p in alive for b in range(m)]
             per = _span_nfe(step_nfe, sig, i - df, j) + (0 if final else int(step_nfe(sig[j], 0.0)))
             scored = []
-            for c0 in range(0, len(branches), ev.chunk_size):
-                part = branches[c0:c0 + ev.chunk_size]
-                recipes = [r for _, r in part]
+
+            def branch(part, i=i, j=j, final=final):
                 x = torch.cat([p.x for p, _ in part])
-                x = renoise(x, sig[i], sig[i - df], make_noise_batch(recipes, shape).to(x))
+                x = renoise(x, sig[i], sig[i - df], make_noise_batch([r for _, r in part], shape).to(x))
                 x = _integrate(denoise, x, sig, i - df, j)
-                x0 = x if final else denoise(x, sig[j], 0.0)
-                batch = as_batch(decode(x0))
-                scores = call_score(score, batch)
+                batch = as_batch(decode(x if final else denoise(x, sig[j], 0.0)))
+                return x, batch, call_score(score, batch)
+
+            for part, (x, batch, scores) in ev.chunks(branches, branch):
+                recipes = [r for _, r in part]
                 cands = ev.record(recipes, scores, batch, round=rnd, per_candidate_nfe=per, keep=final)
                 scored += [(c, _Path(x[k:k + 1], r, derive_seed(p.key, i, b))) for k, (c, (p, r), b) in
                            enumerate(zip(cands, part, [r.index for _, r in part]))]
+                del batch, scores  # decoded samples go before the next chunk is generated
                 ev.step(len(part))
             scored.sort(key=lambda t: rank_key(t[0]))
             alive = [p for _, p in scored[:n]]
