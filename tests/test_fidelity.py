@@ -111,3 +111,22 @@ def test_merge_keeps_the_parts_not_measured_again(report, tmp_path):
         F.run_fidelity(dict(TINY, f2_per_digit=3), out=tmp_path, parts=("f4",), merge=True)
     with pytest.raises(ValueError, match="subset"):
         F.run_fidelity(TINY, parts=("f5",))
+
+
+def test_f4_measures_a_student_when_one_is_committed(tmp_path, monkeypatch):
+    """F4 on a stand-in student (the teacher's weights saved as a student file): the table and its claims."""
+    from noise_search.toyworld import load
+
+    load.save_weights(load.load_teacher(), tmp_path / "student.safetensors", "student", info={"args": {"t_mid": 1.0}})
+    monkeypatch.setattr(F, "WEIGHTS_DIR", tmp_path)
+    models = F.load_models()
+    cfg = dict(TINY, f4_per_class=5, f4_teacher_steps=[10])
+    f4 = F.f4_scm(cfg, models, F.Reference(models["classifier"]))
+    assert f4["status"] == "measured" and f4["student_t_mid"] == 1.0 and f4["samples"] == 50
+    assert [r["sampler"] for r in f4["table"]] == ["teacher Heun-10", "student sCM 1 step", "student sCM 2 steps (t_mid 1.1)",
+                                                   "student sCM 2 steps (t_mid 1)"]
+    assert [r["nfe"] for r in f4["table"]] == [19, 1, 2, 2]
+    for r in f4["table"]:
+        assert r["fd_clamped"] >= 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    ids = {c["id"]: c for c in F.claims({"f4": f4})}
+    assert ids["F4"]["holds"] in (True, False) and "t_mid 1)" in ids["F4"]["measured"] and "F4-steps" in ids
