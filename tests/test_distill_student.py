@@ -48,3 +48,24 @@ def test_three_iterations_write_a_loadable_deterministic_student(tmp_path):
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         distill_student.main(["--out", str(tmp_path / "x.safetensors"), "--iterations", "0"])
+
+
+@pytest.mark.skipif(not default_path("student").is_file(), reason="no committed student weights")
+def test_committed_student_loads_and_samples_the_right_digits():
+    from noise_search.toyworld.load import load_classifier
+
+    student, teacher = load_student(), load_teacher()
+    assert student.config == teacher.config
+    info = student.weights_info
+    # the saved EMA is the monitored checkpoint with the best 2-step FD on the selection seeds
+    assert info["selected"] == min(info["history"], key=lambda r: r["fd2_clamped"])
+    assert info["args"]["select_seeds"] == [100, 101]
+    # its recorded arguments are the script's defaults, so the plain command reproduces it
+    defaults = vars(distill_student.parse_args(["--out", "x"]))
+    assert {k: v for k, v in info["args"].items()} == {k: defaults[k] for k in info["args"]}
+    labels = torch.arange(10).repeat_interleave(10)
+    with torch.no_grad():
+        x = distill_student.student_samples(student, labels, 2, t_mid=info["args"]["t_mid"], seed=3)
+        acc = (load_classifier()(x.clamp(-1, 1)).argmax(1) == labels).double().mean().item()
+    assert x.shape == (100, 1, 8, 8) and torch.isfinite(x).all()
+    assert acc >= 0.9, acc
