@@ -542,8 +542,15 @@ def f4_scm(cfg, models, ref):
     for name, nfe, fn in samplers:
         rows = [fd_report(fn(seed), labels, fdref) for seed in cfg["f4_seeds"]]
         table.append({"sampler": name, "nfe": nfe, **{k: mean_se([r[k] for r in rows])["mean"] for k in rows[0]}})
+    # how far the distillation got: its own FD monitor (selection seeds, clamped) and the samples it saw
+    args, sel = info.get("args", {}), info.get("selected") or {}
+    training = {"iterations": args.get("iterations"), "batch": args.get("batch"), "lr": args.get("lr"),
+                "selected_iteration": sel.get("iteration"),
+                "samples_seen_at_selection": (sel.get("iteration") or 0) * (args.get("batch") or 0) or None,
+                "monitor": [{"iteration": h.get("iteration"), "fd1_clamped": h.get("fd1_clamped"), "fd2_clamped": h.get("fd2_clamped")}
+                            for h in info.get("history", [])]}
     return {"status": "measured", "student": path.name, "student_t_mid": t_sel, "seeds": cfg["f4_seeds"],
-            "samples": int(labels.numel()), "table": table, "seconds": round(time.perf_counter() - t0, 1)}
+            "samples": int(labels.numel()), "table": table, "training": training, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # -- claims ---------------------------------------------------------------------------------------------------
@@ -820,7 +827,7 @@ def run_fidelity(config="quick", out=None, parts=("f1", "f2", "f3", "f4"), model
         for p in kept:
             report[p] = old[p]
         report["plots"] = sorted(set(report.get("plots", [])) | set(old.get("plots", [])))
-        report["merged"] = {"kept_from_previous_run": kept, "previous_seconds": old.get("seconds")}
+        report["merged"] = {"kept_from_previous_run": kept}  # each part keeps its own "seconds"
     report["claims"] = claims(report)
     if out is not None:
         (out / "fidelity.json").write_text(json.dumps(report, indent=1))
