@@ -1,4 +1,4 @@
-"""Command line: ``python -m noise_search demo | score ...``.
+"""Command line: ``python -m noise_search demo | score | bench``.
 
 Each subcommand module exposes ``add_parser(subparsers)``, which registers its arguments and
 ``set_defaults(run=...)``.
@@ -12,13 +12,11 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m noise_search",
                                      description="Inference-time scaling for diffusion models: search over noise with verifiers, and sCM sampling.")
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import demo
-
-    demo.add_parser(sub)
-    from . import bench; bench.add_parser(sub)  # noqa: E702 - python -m noise_search bench fidelity
+    from . import bench, demo
     from .verifiers import cli as verifiers_cli
 
-    verifiers_cli.add_parser(sub)
+    for module in (demo, verifiers_cli, bench):
+        module.add_parser(sub)
     return parser
 
 
