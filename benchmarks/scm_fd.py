@@ -12,7 +12,6 @@ Run by hand; not part of the test suite (it takes a few minutes on 2 cores).
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -20,19 +19,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import_pack():
-    """``import noise_search`` from an installed pack, else from this checkout (as tests/conftest.py does)."""
-    if "noise_search" not in sys.modules:
-        try:
-            import noise_search  # noqa: F401
-        except ImportError:
-            spec = importlib.util.spec_from_file_location("noise_search", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["noise_search"] = module
-            spec.loader.exec_module(module)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import import_pack  # noqa: E402
 
 DEFAULT_T_MIDS = (0.8, 0.9, 1.0, 1.1, 1.3)
 
@@ -54,7 +42,7 @@ def main(argv=None):
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
 
-    _import_pack()
+    import_pack()
     from noise_search.samplers.scm import T_MIDS_SCM
     from noise_search.toyworld.distill_student import student_fd
     from noise_search.toyworld.evaluate import FDReference, teacher_report
