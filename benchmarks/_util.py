@@ -27,18 +27,16 @@ def import_pack():
     return sys.modules["noise_search"]
 
 
-def import_comfy():
-    """Import ComfyUI from COMFYUI_PATH on the CPU (as tests/nodes/conftest.py does); returns None when it is not set."""
-    path = os.environ.get("COMFYUI_PATH")
-    if not path:
-        return None
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
-    import comfy.sd  # noqa: F401
-    import comfy_api.latest  # noqa: F401
-    return path
+def host_harness():
+    """The ComfyUI harness of the node tests (tests/nodes/host_harness.py) with ComfyUI imported from
+    COMFYUI_PATH on the CPU: ``(harness, None)``, or ``(None, why not)``. Benchmarks touch the host only through it."""
+    nodes_tests = str(ROOT / "tests" / "nodes")
+    if nodes_tests not in sys.path:
+        sys.path.insert(0, nodes_tests)
+    import host_harness
+
+    reason = host_harness.import_comfy(os.environ.get("COMFYUI_PATH"))
+    return (None, reason) if reason else (host_harness, None)
 
 
 def timed(fn):

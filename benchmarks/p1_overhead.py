@@ -32,7 +32,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import context, emit, import_comfy, import_pack, interleave, ratio_stats  # noqa: E402
+from _util import host_harness, context, emit, import_pack, interleave, ratio_stats  # noqa: E402
 
 TARGET = 1.03
 
@@ -180,100 +180,12 @@ def bench_null(n, chunk, top_k, reps):
 
 # ----------------------------------------------------------------------------------------------- ComfyUI
 
-def comfy_world(root, latent_hw=8):
-    """Tiny random SD1.5 checkpoint (tests/nodes/tiny_models.py), prompts, a tiny TorchScript classifier verifier."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "nodes"))
-    import tiny_models
-
-    tiny_models.build_all(root)
-    return comfy_world_from(root, latent_hw)
-
-
-def comfy_world_from(root, latent_hw=8):
-    """Load what ``comfy_world`` built in ``root``."""
-    import comfy.sd
-    from noise_search.nodes.verifier_nodes import host_verifier
-    from noise_search.verifiers.registry import load_verifier
-
-    with torch.inference_mode():
-        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(root, "checkpoints", "tiny_sd15.safetensors"),
-                                                                    output_vae=True, output_clip=True)
-        pos = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a cat"))
-        neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    cls = os.path.join(root, "tiny_cls.pt")
-    if not os.path.isfile(cls):
-        g = torch.Generator().manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                  torch.nn.Flatten(), torch.nn.Linear(8, 10))
-        with torch.no_grad():
-            for p in net.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        torch.jit.save(torch.jit.script(net.eval()), cls)
-    hv = host_verifier(load_verifier("classifier", cls, num_classes=10, size=32), "classifier", "tiny_cls.pt", "cpu")
-    return {"model": model, "clip": clip, "vae": vae, "positive": pos, "negative": neg, "verifier": hv,
-            "latent": {"samples": torch.zeros(1, 4, latent_hw, latent_hw)}}
-
-
-def comfy_searcher(m, n, chunk, top_k, steps, cfg, sampler="euler", scheduler="normal", class_id=3):
-    """The search node's path through its adapters, minus the node's own extras (calibration, final render, UI)."""
-    import comfy.samplers
-    from noise_search.nodes.comfy_adapters import Generator, RowSeeds, SamplingSetup, Scorer, resolve_sigmas
-    from noise_search.search.random_search import random_search
-
-    def search():
-        with torch.inference_mode():
-            sig = resolve_sigmas(m["model"], sampler, scheduler, steps, 1.0)
-            setup = SamplingSetup(m["model"], m["positive"], m["negative"], m["latent"], m["vae"],
-                                  comfy.samplers.sampler_object(sampler), sig, cfg)
-            gen = Generator(setup, None, RowSeeds(setup.shape))
-            scorer = Scorer([m["verifier"]], class_id=class_id)
-            return random_search(gen, scorer, setup.shape, seed=0, count=n, nfe_per_candidate=steps, chunk_size=chunk,
-                                 top_k=top_k, on_scored=lambda c, r: scorer.commit(c))
-    return search
-
-
-def comfy_hand(m, n, chunk, top_k, steps, cfg, sampler="euler", scheduler="normal", class_id=3):
-    import comfy.sample
-
-    def hand():
-        with torch.inference_mode():
-            lat = comfy.sample.fix_empty_latent_channels(m["model"], m["latent"]["samples"])
-            m["verifier"].load()
-            best = None
-            for c0 in range(0, n, chunk):
-                seeds = list(range(c0, min(n, c0 + chunk)))
-                noise = torch.cat([comfy.sample.prepare_noise(lat, s) for s in seeds])
-                out = comfy.sample.sample(m["model"], noise, steps, cfg, sampler, scheduler, m["positive"], m["negative"],
-                                          lat.repeat(len(seeds), 1, 1, 1), denoise=1.0, disable_pbar=True, seed=seeds[0])
-                images = m["vae"].decode(out).float().cpu()
-                best = topk_keep(best, m["verifier"].verifier.score(images, class_id), images, out.float().cpu(), top_k)
-            return best
-    return hand
-
-
-def comfy_node(m, n, chunk, top_k, steps, cfg, class_id=3):
-    from noise_search.nodes.search_nodes import RandomSearch
-
-    kw = dict(model=m["model"], positive=m["positive"], negative=m["negative"], latent_image=m["latent"], vae=m["vae"],
-              verifier=m["verifier"], verifier_prompt="", class_id=class_id, seed=0, sampler_name="euler", scheduler="normal",
-              steps=steps, cfg=cfg, denoise=1.0, budget=0, chunk_size=chunk, top_k=top_k, count=n, proxy_steps=0)
-
-    def node():
-        with torch.inference_mode():
-            return RandomSearch.execute(**kw)
-    return node
-
-
-def bench_comfy(n, chunk, top_k, steps, cfg, reps, with_node):
-    import folder_paths
-
+def bench_comfy(harness, n, chunk, top_k, steps, cfg, reps, with_node):
     timer = WorkTimer()
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
-        m = comfy_world(root)
+        m = harness.sd15_world(root)
         setup_s = time.perf_counter() - t0
-        folder_paths.set_temp_directory(os.path.join(root, "temp"))
-        folder_paths.set_output_directory(os.path.join(root, "output"))
         unet = m["model"].model.diffusion_model
         state = {}
 
@@ -292,13 +204,14 @@ def bench_comfy(n, chunk, top_k, steps, cfg, reps, with_node):
         hooks = [unet.register_forward_pre_hook(pre), unet.register_forward_hook(post)]
         m["vae"].decode = timer.wrap(m["vae"].decode)
         m["verifier"].verifier.score = timer.wrap(m["verifier"].verifier.score)
-        search, hand = comfy_searcher(m, n, chunk, top_k, steps, cfg), comfy_hand(m, n, chunk, top_k, steps, cfg)
+        search = harness.adapter_search(m, n, chunk, top_k, steps, cfg)
+        hand = harness.hand_search(m, n, chunk, top_k, steps, cfg, keep=topk_keep)
         r, h = search(), hand()
         diff = float((r.top_k_samples["samples"] - h[1]).abs().max())
         score_diff = max(abs(c.score - float(x)) for c, x in zip(r.top_k, h[0]))
         fns = {"search": search, "hand": hand}
         if with_node:
-            fns["node"] = comfy_node(m, n, chunk, top_k, steps, cfg)
+            fns["node"] = harness.random_search_node(m, n, chunk, top_k, steps, cfg)
         rec = run_pair(fns, timer, reps)
         for hk in hooks:
             hk.remove()
@@ -331,15 +244,8 @@ def main(argv=None):
     out = {"benchmark": "p1_overhead", "target": f"search / hand <= {TARGET}", "context": context()}
     out["toy_world"] = bench_toy(args.n, 8, 4, 10, args.reps)
     out["null_world"] = bench_null(1024, 8, 4, 7)
-    comfy = None
-    try:
-        comfy = import_comfy()
-    except Exception as err:  # noqa: BLE001 - report why and go on with the toy world
-        out["comfyui"] = {"skipped": f"ComfyUI does not import: {type(err).__name__}: {err}"}
-    if comfy:
-        out["comfyui"] = bench_comfy(args.comfy_n, 4, 4, 3, 4.0, args.comfy_reps, not args.no_node)
-    elif "comfyui" not in out:
-        out["comfyui"] = {"skipped": "COMFYUI_PATH is not set"}
+    harness, why_not = host_harness()
+    out["comfyui"] = bench_comfy(harness, args.comfy_n, 4, 4, 3, 4.0, args.comfy_reps, not args.no_node) if harness else {"skipped": why_not}
     emit(out)
 
 

@@ -23,7 +23,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import context, emit, import_comfy, import_pack, interleave  # noqa: E402
+from _util import host_harness, context, emit, import_pack, interleave  # noqa: E402
 
 
 def speedup(t, seq="batch_1", bat="batched"):
@@ -56,13 +56,11 @@ def bench_toy(reps):
             "max_abs_score_diff_batched_vs_batch_1": diff}
 
 
-def bench_comfy(reps):
-    import p1_overhead as p1
-
+def bench_comfy(harness, reps):
     with tempfile.TemporaryDirectory() as root:
-        m = p1.comfy_world(root)
-        batched = p1.comfy_searcher(m, N, N, 4, 3, 4.0)
-        single = p1.comfy_searcher(m, N, 1, 4, 3, 4.0)
+        m = harness.sd15_world(root)
+        batched = harness.adapter_search(m, N, N, 4, 3, 4.0)
+        single = harness.adapter_search(m, N, 1, 4, 3, 4.0)
         a, b = batched(), single()
         diff = max(abs(x.score - y.score) for x, y in zip(a.history, b.history))
         t = interleave({"batched": batched, "batch_1": single}, reps)
@@ -79,14 +77,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     import_pack()
     out = {"benchmark": "p2_batching", "context": context(), "toy_world": bench_toy(args.reps)}
-    try:
-        comfy = import_comfy()
-    except Exception as err:  # noqa: BLE001
-        comfy, out["comfyui"] = None, {"skipped": f"ComfyUI does not import: {type(err).__name__}: {err}"}
-    if comfy:
-        out["comfyui"] = bench_comfy(args.comfy_reps)
-    elif "comfyui" not in out:
-        out["comfyui"] = {"skipped": "COMFYUI_PATH is not set"}
+    harness, why_not = host_harness()
+    out["comfyui"] = bench_comfy(harness, args.comfy_reps) if harness else {"skipped": why_not}
     out["gpu"] = None
     out["gpu_note"] = ("target: batched >= 3x batch-1 on a GPU; not measurable here (no GPU in this task). Run this script on a "
                        "CUDA machine with a real checkpoint to measure it; CPU speedups are bounded by the CPU's compute, "

@@ -94,13 +94,14 @@ def child_toy(n, chunk, hoard):
 
 def child_comfy(n, chunk, hoard, models):
     import torch
-    from _util import import_comfy, import_pack
+    from _util import host_harness, import_pack
     torch.set_num_threads(1)
     import_pack()
-    import_comfy()
-    import p1_overhead as p1
+    harness, why_not = host_harness()
+    if harness is None:
+        raise RuntimeError(why_not)
 
-    m = p1.comfy_world_from(models, latent_hw=16)
+    m = harness.sd15_world(models, latent_hw=16, build=False)
     kept = []
     if hoard:
         dec = m["vae"].decode
@@ -111,9 +112,9 @@ def child_comfy(n, chunk, hoard, models):
             return img
         m["vae"].decode = decode
 
-    p1.comfy_searcher(m, 1, 1, 1, 2, 1.0)()
+    harness.adapter_search(m, 1, 1, 1, 2, 1.0)()
     base = reset_peak()
-    r = p1.comfy_searcher(m, n, chunk, 4, 2, 1.0)()
+    r = harness.adapter_search(m, n, chunk, 4, 2, 1.0)()
     return base, peak_kb(), sum(t.numel() * t.element_size() for t in r.top_k_samples.values())
 
 
@@ -183,25 +184,20 @@ def main(argv=None):
         print(json.dumps(child_comfy(args.n, args.chunk, args.hoard, args.models)))
         return
 
-    from _util import context, emit, import_comfy, import_pack
+    from _util import context, emit, host_harness, import_pack
     import_pack()
     out = {"benchmark": "p3_memory", "target": f"peak at N=64 <= {TARGET} x peak at N=8 (same chunk size)", "context": context()}
     out["toy_world"] = {"config": {"chunk_size": 8, "top_k": 4, "decoded image": "256x256x3 float32 (786 KB)",
                                    "sampler": "heun 10 steps"}, **measure("toy", 8)}
-    try:
-        comfy = import_comfy()
-    except Exception as err:  # noqa: BLE001
-        comfy, out["comfyui"] = None, {"skipped": f"ComfyUI does not import: {type(err).__name__}: {err}"}
-    if comfy:
-        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "nodes"))
-        import tiny_models
+    harness, why_not = host_harness()
+    if harness:
         with tempfile.TemporaryDirectory() as root:
-            tiny_models.build_all(root)
+            harness.tiny_models.build_all(root)
             out["comfyui"] = {"config": {"checkpoint": "tiny SD1.5 (random weights)", "latent": "1x4x16x16 (128 px images)",
                                          "chunk_size": 4, "top_k": 4, "sampler": "euler/normal 2 steps", "cfg": 1.0},
                               **measure("comfy", 4, root, ns=(8, 64), diag_ns=(8, 64))}
-    elif "comfyui" not in out:
-        out["comfyui"] = {"skipped": "COMFYUI_PATH is not set"}
+    else:
+        out["comfyui"] = {"skipped": why_not}
     emit(out)
 
 

@@ -24,7 +24,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _util import context, emit, import_comfy, import_pack  # noqa: E402
+from _util import context, emit, host_harness, import_pack  # noqa: E402
 
 
 class Counter:
@@ -108,43 +108,15 @@ def oom_checks():
     return {"random_search": rs, "path_search": ps}
 
 
-def comfy_phase(root):
-    import comfy.model_base
-    import comfy.model_management as mm
-    import folder_paths
-    import p1_overhead as p1
-    from noise_search.nodes.search_nodes import RandomSearch
+def comfy_phase(harness, root):
     from noise_search.nodes.verifier_nodes import host_verifier
 
-    m = p1.comfy_world(root)
-    folder_paths.set_temp_directory(os.path.join(root, "temp"))
-    folder_paths.set_output_directory(os.path.join(root, "output"))
+    m = harness.sd15_world(root)
     v = tiny_clip_verifier(os.path.join(root, "tiny_clip"))
     hv = host_verifier(v, "clip_score", "tiny_clip", "default")  # ComfyUI's device (the CPU here), offloaded when idle
     text = Counter(v.model.text_model)
-    calls, real = [], mm.load_models_gpu
-
-    def spy(models, *a, **k):
-        calls.append(list(models))
-        return real(models, *a, **k)
-
-    def name(p):
-        if p is hv.patcher:
-            return "verifier"
-        if isinstance(getattr(p, "model", None), comfy.model_base.BaseModel):
-            return "diffusion_model"
-        return type(getattr(p, "model", p)).__name__
-
-    mm.load_models_gpu = spy
-    try:
-        with torch.inference_mode():
-            out = RandomSearch.execute(model=m["model"], positive=m["positive"], negative=m["negative"], latent_image=m["latent"],
-                                       vae=m["vae"], verifier=hv, verifier_prompt="a photo of a cat", class_id=-1, seed=0,
-                                       sampler_name="euler", scheduler="normal", steps=2, cfg=4.0, denoise=1.0, budget=0,
-                                       chunk_size=4, top_k=2, count=16, proxy_steps=0)
-    finally:
-        mm.load_models_gpu = real
-    seq = [[name(p) for p in c] for c in calls]
+    with harness.load_models_gpu_calls(hv) as seq:
+        out = harness.random_search_node(m, 16, 4, 2, 2, 4.0, class_id=-1, verifier=hv, prompt="a photo of a cat")()
     return {"config": {"node": "Random Search", "N": 16, "chunk_size": 4, "checkpoint": "tiny SD1.5", "verifier": "clip_score (tiny CLIP), device default"},
             "load_models_gpu_calls": seq,
             "verifier_loads": sum("verifier" in s for s in seq),
@@ -168,14 +140,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as root:
         out["text_embeddings"] = text_tower_calls(os.path.join(root, "tiny_clip"))
         out["oom"] = oom_checks()
-        try:
-            comfy = import_comfy()
-        except Exception as err:  # noqa: BLE001
-            comfy, out["comfyui"] = None, {"skipped": f"ComfyUI does not import: {type(err).__name__}: {err}"}
-        if comfy:
-            out["comfyui"] = comfy_phase(root)
-        elif "comfyui" not in out:
-            out["comfyui"] = {"skipped": "COMFYUI_PATH is not set"}
+        harness, why_not = host_harness()
+        out["comfyui"] = comfy_phase(harness, root) if harness else {"skipped": why_not}
     emit(out)
 
 

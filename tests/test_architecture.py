@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE_DIRS = ["search", "samplers", "verifiers", "toyworld", "training"]
+CORE_DIRS = ["search", "samplers", "verifiers", "toyworld", "training", "benchmarks"]  # benchmarks reach ComfyUI via tests/nodes/host_harness.py
 HOST_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "nodes", "server", "latent_preview"}
-PACK_DIRS = CORE_DIRS + ["nodes", "benchmarks"]
+PACK_DIRS = CORE_DIRS + ["nodes"]
 
 
 def _py_files(dirs):

@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 
+from host_harness import load_checkpoint
 from tiny_models import import_comfy, make_tiny_classifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,25 +58,14 @@ def nodes_mod(comfy_env):
     return ext
 
 
-def _load_checkpoint(path):
-    """A tiny checkpoint through ComfyUI's own loader, with a cat prompt and an empty negative encoded."""
-    import comfy.sd
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=True)
-    with torch.inference_mode():
-        pos = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a cat"))
-        neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    return {"model": model, "clip": clip, "vae": vae, "positive": pos, "negative": neg,
-            "latent": {"samples": torch.zeros(1, 4, 8, 8)}}
-
-
 @pytest.fixture(scope="session")
 def sd15(comfy_env):
-    return _load_checkpoint(comfy_env["sd15"])
+    return load_checkpoint(comfy_env["sd15"])
 
 
 @pytest.fixture(scope="session")
 def sd3(comfy_env):
-    return _load_checkpoint(comfy_env["sd3"])
+    return load_checkpoint(comfy_env["sd3"])
 
 
 @pytest.fixture(scope="session")
