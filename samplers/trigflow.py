@@ -183,6 +183,14 @@ def F_to_eps(F, x_t, t, sigma_data=SIGMA_DATA):
     return torch.cos(t) * F + torch.sin(t) * x_t / sigma_data
 
 
+def _in_v_process(x_t, t, sigma_data, v_sigma_data):
+    """The same noisy sample in the TrigFlow process with ``v_sigma_data``: (t broadcast, its state, its time)."""
+    t_ = _b(t, x_t)
+    sigma = sigma_data * torch.tan(t_)
+    x_v = v_sigma_data * x_t / torch.sqrt(torch.cos(t_) ** 2 * v_sigma_data ** 2 + (sigma_data * torch.sin(t_)) ** 2)
+    return t_, x_v, torch.atan(sigma / v_sigma_data)
+
+
 def v_to_F(v, x_t, t, sigma_data=SIGMA_DATA, v_sigma_data=1.0):
     """v prediction (ComfyUI V_PREDICTION with ``v_sigma_data``; diffusers VP v for 1.0) -> TrigFlow F.
 
@@ -191,10 +199,7 @@ def v_to_F(v, x_t, t, sigma_data=SIGMA_DATA, v_sigma_data=1.0):
     """
     if v_sigma_data == sigma_data:
         return v
-    t_ = _b(t, x_t)
-    sigma = sigma_data * torch.tan(t_)
-    t_v = torch.atan(sigma / v_sigma_data)
-    x_v = v_sigma_data * x_t / torch.sqrt(torch.cos(t_) ** 2 * v_sigma_data ** 2 + (sigma_data * torch.sin(t_)) ** 2)
+    t_, x_v, t_v = _in_v_process(x_t, t, sigma_data, v_sigma_data)
     return x0_to_F(F_to_x0(v, x_v, t_v, v_sigma_data), x_t, t_, sigma_data)
 
 
@@ -202,10 +207,7 @@ def F_to_v(F, x_t, t, sigma_data=SIGMA_DATA, v_sigma_data=1.0):
     """TrigFlow F -> v prediction with ``v_sigma_data`` (inverse of :func:`v_to_F`)."""
     if v_sigma_data == sigma_data:
         return F
-    t_ = _b(t, x_t)
-    sigma = sigma_data * torch.tan(t_)
-    t_v = torch.atan(sigma / v_sigma_data)
-    x_v = v_sigma_data * x_t / torch.sqrt(torch.cos(t_) ** 2 * v_sigma_data ** 2 + (sigma_data * torch.sin(t_)) ** 2)
+    t_, x_v, t_v = _in_v_process(x_t, t, sigma_data, v_sigma_data)
     return x0_to_F(F_to_x0(F, x_t, t_, sigma_data), x_v, t_v, v_sigma_data)
 
 

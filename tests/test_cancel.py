@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from closed_form import CountingModel
 from noise_search.samplers.ode import heun_step, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.paths import path_search
@@ -36,18 +37,6 @@ TARGET = torch.linspace(-1, 1, 32).view(1, 2, 4, 4)
 
 class InterruptProcessingException(Exception):
     """Stands in for comfy.model_management.InterruptProcessingException (raised from a progress update)."""
-
-
-class Model:
-    """Closed-form denoiser of N(0.3, I) data; counts model evaluations per sample."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, x, sigma):
-        self.calls += x.shape[0]
-        s2 = sigma.view(-1, *([1] * (x.ndim - 1))) ** 2
-        return (x + s2 * 0.3) / (1 + s2)
 
 
 def score(batch):
@@ -81,10 +70,10 @@ def comparable(result):
 
 @pytest.mark.parametrize("algo,stop", [("random", 5), ("zero_order", 5), ("paths", 9)])
 def test_cancel_from_on_step_keeps_best_so_far_and_rerun_is_identical(algo, stop):
-    full = run(algo, Model())
+    full = run(algo, CountingModel())
     seen = []
     with pytest.raises(InterruptProcessingException, match="cancelled at"):
-        run(algo, Model(), on_step=cancel_after(stop), on_interrupt=seen.append)
+        run(algo, CountingModel(), on_step=cancel_after(stop), on_interrupt=seen.append)
     assert len(seen) == 1
     partial = seen[0]
     assert not partial.completed and 0 < len(partial.history) < len(full.history)
@@ -97,22 +86,22 @@ def test_cancel_from_on_step_keeps_best_so_far_and_rerun_is_identical(algo, stop
     else:
         with pytest.raises(ValueError, match="no candidate was evaluated"):
             partial.winner
-    again = run(algo, Model())  # a re-run with the same inputs
+    again = run(algo, CountingModel())  # a re-run with the same inputs
     assert comparable(again) == comparable(full) and torch.equal(again.top_k_samples["samples"], full.top_k_samples["samples"])
 
 
 @pytest.mark.parametrize("algo", ["random", "zero_order"])
 @pytest.mark.parametrize("stop", [1, 4, 7])
 def test_resume_from_partial_equals_uninterrupted_and_skips_scored_candidates(algo, stop):
-    full_model = Model()
+    full_model = CountingModel()
     full = run(algo, full_model)
     seen = []
     with pytest.raises(InterruptProcessingException):
-        run(algo, Model(), on_step=cancel_after(stop), on_interrupt=seen.append)
+        run(algo, CountingModel(), on_step=cancel_after(stop), on_interrupt=seen.append)
     partial = seen[0]
     # through JSON, as the CLI stores it (samples travel separately)
     restored = SearchResult.from_dict(json.loads(partial.to_json()), partial.top_k_samples)
-    model = Model()
+    model = CountingModel()
     resumed = run(algo, model, resume_from=restored)
     assert comparable(resumed) == comparable(full)
     assert resumed.resumed == len(partial.history) and resumed.to_dict()["resumed"] == len(partial.history)
@@ -124,17 +113,17 @@ def test_resume_from_partial_equals_uninterrupted_and_skips_scored_candidates(al
 def test_resume_refuses_a_partial_from_other_inputs():
     seen = []
     with pytest.raises(InterruptProcessingException):
-        run("random", Model(), on_step=cancel_after(3), on_interrupt=seen.append)
-    gen = lambda noise: sample_heun(Model(), noise * SIGMAS[0], SIGMAS)
+        run("random", CountingModel(), on_step=cancel_after(3), on_interrupt=seen.append)
+    gen = lambda noise: sample_heun(CountingModel(), noise * SIGMAS[0], SIGMAS)
     with pytest.raises(ValueError, match=r"other parameters: seed=11 there, 12 here"):
         random_search(gen, score, SHAPE, seed=12, count=13, nfe_per_candidate=NFE, chunk_size=3, top_k=4, resume_from=seen[0])
     with pytest.raises(ValueError, match=r"chunk_size=3 there, 4 here"):
         random_search(gen, score, SHAPE, seed=11, count=13, nfe_per_candidate=NFE, chunk_size=4, top_k=4, resume_from=seen[0])
     with pytest.raises(ValueError, match=r"is a 'random' search; it cannot resume a 'zero_order' search"):
-        run("zero_order", Model(), resume_from=seen[0])
+        run("zero_order", CountingModel(), resume_from=seen[0])
     no_samples = SearchResult.from_dict(json.loads(seen[0].to_json()))
     with pytest.raises(ValueError, match=r"no top-K samples"):
-        run("random", Model(), resume_from=no_samples)
+        run("random", CountingModel(), resume_from=no_samples)
 
 
 def test_cancel_before_any_candidate_hands_over_nothing():
@@ -157,7 +146,7 @@ def test_a_failing_save_does_not_hide_the_cancel():
         def on_step(done, total):
             if done >= 3:
                 raise KeyboardInterrupt
-        run("random", Model(), on_step=on_step, on_interrupt=broken_save)
+        run("random", CountingModel(), on_step=on_step, on_interrupt=broken_save)
     assert info.value.__notes__ == ["on_interrupt could not save the partial result: OSError: disk full"]
 
 

@@ -8,6 +8,7 @@ import math
 import torch
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
+from closed_form import CountingModel
 from noise_search.samplers.ode import STEPS, sample_euler, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.noise import (MAX_SEED, NeighbourRecipe, PathRecipe, SeedRecipe, derive_seed, recipe_from_dict,
@@ -92,16 +93,6 @@ def test_seed_pool_is_consecutive_and_wraps(seed, n):
 
 # ------------------------------------------------------------------------------------ NFE accounting
 
-class Model:
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, x, sigma):
-        self.calls += x.shape[0]
-        s2 = sigma.view(-1, *([1] * (x.ndim - 1))) ** 2
-        return (x + s2 * 0.3) / (1 + s2)
-
-
 SHAPE = (1, 1, 2, 2)
 
 
@@ -110,7 +101,7 @@ def score(batch):
 
 
 def world(method, steps):
-    m = Model()
+    m = CountingModel()
     sig = karras_sigmas(steps, 0.002, 80.0)
     sampler = sample_heun if method == "heun" else sample_euler
     return m, sig, (lambda noise: sampler(m, noise * sig[0], sig)), sampler_nfe(method, sig)
@@ -151,7 +142,7 @@ def path_params(draw):
 @given(methods, path_params(), st.integers(1, 3), st.integers(1, 3), st.integers(1, 5))
 def test_path_search_nfe_equals_model_calls_and_the_planner(method, params, n, width, chunk):
     steps, start, df, db = params
-    m = Model()
+    m = CountingModel()
     sig = karras_sigmas(steps, 0.002, 80.0)
     den = lambda x, a, b: STEPS[method](m, x, a, b)[0]
     snfe = lambda a, b: step_nfe(method, b)

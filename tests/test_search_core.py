@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from noise_search.samplers.ode import heun_step, euler_step, sample_heun, sample_euler, sampler_nfe, step_nfe
+from closed_form import MU, CountingModel
+from noise_search.samplers.ode import heun_step, sample_heun, sample_euler, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.evaluate import Batch
 from noise_search.search.noise import (NeighbourRecipe, PathRecipe, SeedRecipe, make_noise_batch, recipe_from_dict,
@@ -17,19 +18,6 @@ from noise_search.search.random_search import random_search
 from noise_search.search.zero_order import zero_order_search
 
 SHAPE = (1, 2, 4, 4)
-MU = 0.3
-
-
-class CountingModel:
-    """k-diffusion-style denoiser that counts model evaluations per sample."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, x, sigma):
-        self.calls += x.shape[0]
-        s2 = sigma.view(-1, *([1] * (x.ndim - 1))) ** 2
-        return (x + s2 * MU) / (1 + s2)
 
 
 def target_score(batch):
