@@ -14,15 +14,11 @@ model calls per sample.
 
 import torch
 
+from ..samplers.noise_space import edm_forward
 from .evaluate import Batch, Evaluator, as_batch, call_score, check_positive_int, resolve_top_k, run_guarded
 from .noise import PathRecipe, check_seed, derive_seed, make_noise_batch
 from .random_search import seed_pool
 from .result import rank_key
-
-
-def edm_renoise(x, sigma_from, sigma_to, noise):
-    """Exact forward transition of x_sigma = x0 + sigma * eps from sigma_from up to sigma_to >= sigma_from."""
-    return x + (float(sigma_to) ** 2 - float(sigma_from) ** 2) ** 0.5 * noise
 
 
 def check_path_params(sigmas, start_step, forward_steps, backward_steps):
@@ -58,7 +54,7 @@ def _span_nfe(step_nfe, sigmas, i, j):
 
 
 def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, start_step, forward_steps, backward_steps,
-                step_nfe=None, prepare=None, renoise=edm_renoise, decode=None, chunk_size=8, top_k=None, cfg_multiplier=1,
+                step_nfe=None, prepare=None, renoise=edm_forward, decode=None, chunk_size=8, top_k=None, cfg_multiplier=1,
                 on_step=None, on_scored=None, on_interrupt=None):
     """Paths-N with ``paths`` = N initial noises (seeds seed..seed+N-1) and ``width`` = M re-noisings per path.
     The top-K are final-round candidates, so an explicit ``top_k`` is at most N x M (default: up to 4)."""
@@ -119,7 +115,7 @@ def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, star
 
 
 @torch.no_grad()
-def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backward_steps, prepare=None, renoise=edm_renoise):
+def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backward_steps, prepare=None, renoise=edm_forward):
     """Recreate the final latent of a path candidate from its recipe (bit-exact on the same host and batch size 1)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
