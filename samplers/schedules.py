@@ -44,3 +44,33 @@ def rf_time_to_sigma(s):
     if not (0 <= s < 1):
         raise ValueError(f"rectified-flow time must be in [0, 1), got {s}")
     return s / (1 - s)
+
+
+EARLY_TIME = 0.4  # Ma, Tong et al. 2025, Sec. 3.1: the self-supervised verifier reads the x0 prediction at sigma = 0.4 (SiT time)
+EARLY_TIME_TOLERANCE = 0.1
+
+
+def early_prediction_call(call_times, target=EARLY_TIME, rule="nearest", allow_last=False):
+    """Which model call's x0 prediction the self-supervised verifier compares with the final sample.
+
+    ``call_times``: the SiT / rectified-flow time (0 = data, 1 = noise) of each model call of one sampling run,
+    in order. ``rule``: "nearest" (the call nearest ``target``) or "first_below" (the first at or below it).
+    Returns ``(index, time)``. The last call's prediction is the final sample itself, so the verifier would
+    score cos(phi(x), phi(x)) = 1 for every candidate and the search would be a random pick: such a
+    schedule is refused, naming the call it would have used (``allow_last=True`` returns it, for callers that
+    record the prediction without scoring on it)."""
+    times = [float(t) for t in call_times]
+    if not times:
+        raise ValueError("the schedule makes no model call; the self-supervised verifier needs at least two")
+    if rule == "nearest":
+        index = min(range(len(times)), key=lambda i: (abs(times[i] - target), i))
+    elif rule == "first_below":
+        index = next((i for i, t in enumerate(times) if t <= target), len(times) - 1)
+    else:
+        raise ValueError(f"rule must be 'nearest' or 'first_below', got {rule!r}")
+    if index == len(times) - 1 and not allow_last:
+        raise ValueError(f"the self-supervised verifier needs an x0 prediction before the final one: on this schedule of "
+                         f"{len(times)} model call(s) at SiT times {[round(t, 3) for t in times]} the call for time {target} "
+                         f"is the last, whose prediction is the final sample, so every candidate would score 1; "
+                         f"use more steps (a call above and one below time {target}) or another verifier")
+    return index, times[index]

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ..samplers.ode import SAMPLERS, STEPS
-from ..samplers.schedules import karras_sigmas, sigma_to_rf_time
+from ..samplers.schedules import early_prediction_call, karras_sigmas, sigma_to_rf_time
 from ..search.noise import seed_noise
 from ..search.paths import path_search, path_search_nfe, steps_from_times
 from ..search.random_search import random_search
@@ -42,7 +42,7 @@ from ..verifiers.features import SelfSupervisedVerifier
 from .load import WEIGHTS_DIR, load_classifier, load_teacher
 from .metrics import class_accuracy, classifier_features, frechet_distance, precision_recall
 from .models import TrigFlowDenoiser
-from .world import EARLY_SIGMA, SHAPE, ToyWorld, classifier_verifier, from_images, to_images
+from .world import SHAPE, ToyWorld, classifier_verifier, from_images, to_images
 
 # -- fixed settings (declared before any measurement) -----------------------------------------------
 STEPS_PER_CANDIDATE = 10   # Heun-10 on EDM's rho = 7 grid: 19 NFE per candidate
@@ -509,8 +509,9 @@ def f3_self_supervised(cfg, models):
 
 
 def _early_grid_sigma():
-    """The grid sigma whose x0 prediction ToyWorld hands over as Batch.early (the first one <= EARLY_SIGMA)."""
-    return next(s for s in grid().tolist() if s <= EARLY_SIGMA)
+    """The grid sigma whose x0 prediction ToyWorld hands over as Batch.early (the first at or below SiT time 0.4)."""
+    sig = grid().tolist()
+    return sig[early_prediction_call([sigma_to_rf_time(s) for s in sig[:-1]], rule="first_below")[0]]
 
 
 # -- F4: sCM ------------------------------------------------------------------------------------------------

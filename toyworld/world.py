@@ -4,7 +4,8 @@ distilled sCM student (1-4 steps with seeded re-noising), and the classifier-log
 
 Samples are ComfyUI-style IMAGE tensors [B, 8, 8, 1] in 0..1; latents are the model's [-1, 1]
 space. The self-supervised verifier reads ``Batch.early``: the x0 prediction when the ODE passes
-SiT time 0.4 (Ma et al.'s sigma = 0.4 with 0 = data, 1 = noise), i.e. EDM sigma 0.4 / 0.6.
+SiT time 0.4 (Ma et al.'s sigma = 0.4 with 0 = data, 1 = noise), i.e. EDM sigma 0.4 / 0.6: the first step
+at or below it. The sCM student has no such prediction before its last step and refuses that verifier.
 """
 
 import hashlib
@@ -12,14 +13,13 @@ import hashlib
 import torch
 
 from ..samplers.ode import STEPS, sampler_nfe, step_nfe
-from ..samplers.schedules import karras_sigmas, rf_time_to_sigma
+from ..samplers.schedules import early_prediction_call, karras_sigmas, sigma_to_rf_time
 from ..search.evaluate import Batch
 from ..verifiers.base import ClassifierVerifier
 from .load import load_classifier, load_teacher, load_student
 from .models import TrigFlowDenoiser
 
 SHAPE = (1, 1, 8, 8)
-EARLY_SIGMA = rf_time_to_sigma(0.4)
 
 
 def noise_key(noise):
@@ -103,15 +103,29 @@ class ToyWorld:
         if self.generator == "student":
             return self._generate_student(noise)
         sig = self.sigmas.tolist()
+        early_step = self.early_step()
         x, early = noise * sig[0], None
         for i in range(len(sig) - 1):
             x, den = STEPS[self.method](self.model, x, sig[i], sig[i + 1])
-            if early is None and sig[i] <= EARLY_SIGMA:
+            if i == early_step:
                 early = den
-        return self.decode(x, early=early if early is not None else x)
+        return self.decode(x, early=early)
+
+    def early_step(self):
+        """The teacher step whose x0 prediction becomes ``Batch.early`` (-1: none, for the student)."""
+        needed = getattr(self.verifier, "needs_early", False)
+        if self.generator == "student":
+            if needed:
+                raise ValueError("the self-supervised verifier needs an x0 prediction before the final one, and the sCM "
+                                 "student's only prediction at low noise is its final sample; use the teacher as generator")
+            return -1
+        times = [sigma_to_rf_time(s) for s in self.sigmas[:-1].tolist()]
+        return early_prediction_call(times, rule="first_below", allow_last=not needed)[0]
 
     def _generate_student(self, noise):
         from ..samplers.scm import sample_scm
+
+        self.early_step()
 
         # re-noising draws come from a generator keyed by the candidate's own noise: reproducible per candidate
         outs = []
@@ -119,8 +133,7 @@ class ToyWorld:
             g = torch.Generator().manual_seed(noise_key(noise[k]))
             ns = lambda s, s_next, _g=g, _n=noise[k:k + 1]: torch.randn(_n.shape, generator=_g)
             outs.append(sample_scm(self.model, noise[k:k + 1] * self.sigmas[0], self.sigmas, noise_sampler=ns, disable=True))
-        x = torch.cat(outs)
-        return self.decode(x, early=x)
+        return self.decode(torch.cat(outs))
 
     def decode(self, x, early=None):
         return Batch(to_images(x), {"latents": x}, None if early is None else to_images(early))
