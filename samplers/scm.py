@@ -7,16 +7,26 @@ it with fresh noise (``renoise``), else the result is ``denoised``. With TrigFlo
 exactly the paper's multistep sampler (``x <- cos(t') x0 + sin(t') z``), and ComfyUI's
 ``sample_lcm`` with the host's ``noise_scaling`` (comfy-host.md 5(g)).
 
-``scm_sigmas`` turns TrigFlow times (t_max, intermediate times, 0) into the host's sigmas:
+``scm_sigmas`` turns TrigFlow times (t_max, intermediate times, 0) into the host's sigmas. One convention
+holds in every space: ``sigma_data`` is the standard deviation of the data in the host's own (latent) units,
+TrigFlow's ``x_t = cos(t) x0 + sin(t) z`` with ``z ~ N(0, sigma_data^2)`` (Lu & Song 2024, Sec. 2), and a time t is
+the EDM-equivalent noise level ``sigma = sigma_data tan t`` (x_t / cos t = x0 + sigma eps):
 
-- ``space="edm"`` (also ``"ve"``, and ComfyUI's discrete eps/v hosts through ``"discrete"``): sigma = sigma_d tan t;
-- ``space="flow"``: rectified-flow time s = sin t / (sin t + cos t);
+- ``space="edm"`` (also ``"ve"``): that sigma;
+- ``space="flow"``: rectified-flow time s = sigma / (1 + sigma) = sigma_data sin t / (cos t + sigma_data sin t)
+  (x = (1 - s) x0 + s eps is x_t scaled by 1 / (cos t + sigma_data sin t));
 - ``space="trigflow"``: the times themselves;
-- ``space="discrete"``: sigma = sigma_d tan t clipped to the host's sigma table ``model_sigmas`` and,
+- ``space="discrete"``: that sigma clipped to the host's sigma table ``model_sigmas`` and,
   with ``discrete="nearest"`` (default), snapped to the nearest table entry in log sigma. ComfyUI's
   ``ModelSamplingDiscrete.timestep`` rounds a sigma to its nearest index (log distance) for the network
   while the scalings use the sigma as given, so only table sigmas keep the two consistent.
   ``discrete="interpolate"`` keeps the exact (clipped) sigma and leaves the rounding to the host.
+
+``sigma_data=None`` takes the space's usual value (``DEFAULT_SIGMA_DATA``): 0.5 for EDM-type and discrete
+hosts (the paper's), 1.0 for flow hosts, whose latents have unit scale: SANA-Sprint's flow time
+sin t / (sin t + cos t) is this map at sigma_data 1 (its TrigFlow sigma_d 0.5 is absorbed in its data scaling).
+So t_mid = 1.1 is EDM sigma 0.98 on SD1.5/SDXL and flow s = 0.663 (EDM-equivalent 1.96) on SD3/FLUX by default;
+give sigma_data to move either. docs/scm-times.md tabulates the times per model family.
 
 Default times: t_max = atan(sigma_max / sigma_d) (= 1.5645464 for 80 / 0.5, the EDM/EDM2 start used
 by the paper); intermediate times ``T_MIDS_SCM``: 2 steps 1.1 (the paper's value in all experiments),
@@ -39,6 +49,7 @@ T_MIDS_RCM = {1: (), 2: (1.3,), 3: (1.3, 1.0), 4: (1.3, 1.0, 0.6)}
 SANA_SPRINT_T_MAX = 1.57080  # diffusers SCMScheduler default (~pi/2); its 2-step t_mid is 1.3
 SANA_SPRINT_T_MID = 1.3
 SPACES = ("edm", "ve", "flow", "trigflow", "discrete")
+DEFAULT_SIGMA_DATA = {"edm": SIGMA_DATA, "ve": SIGMA_DATA, "discrete": SIGMA_DATA, "trigflow": SIGMA_DATA, "flow": 1.0}
 
 
 # --------------------------------------------------------------------------- noise and re-noising
@@ -167,15 +178,22 @@ def scm_times(steps, sigma_data=SIGMA_DATA, t_max=None, t_mid=None, sigma_max=SI
     return torch.tensor(ts + [0.0], dtype=torch.float64)
 
 
-def times_to_sigmas(times, space="edm", sigma_data=SIGMA_DATA, model_sigmas=None, discrete="nearest"):
-    """TrigFlow times -> sigmas in a host's space (see the module docstring); t = 0 maps to 0."""
-    times = torch.as_tensor(times, dtype=torch.float64)
+def space_sigma_data(space, sigma_data=None):
+    """``sigma_data`` as given (checked > 0), or the usual value of ``space`` when None (module docstring)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    return DEFAULT_SIGMA_DATA[space] if sigma_data is None else _check_float(sigma_data, "sigma_data", 0, None)
+
+
+def times_to_sigmas(times, space="edm", sigma_data=None, model_sigmas=None, discrete="nearest"):
+    """TrigFlow times -> sigmas in a host's space (see the module docstring); t = 0 maps to 0."""
+    times = torch.as_tensor(times, dtype=torch.float64)
+    sigma_data = space_sigma_data(space, sigma_data)
     if space == "trigflow":
         return times.clone()
     if space == "flow":
-        return torch.sin(times) / (torch.sin(times) + torch.cos(times))
+        scaled = sigma_data * torch.sin(times)
+        return scaled / (torch.cos(times) + scaled)
     if (times >= math.pi / 2).any():
         raise ValueError(f"t = pi/2 is sigma = inf in the {space} space; use t_max < pi/2 (e.g. atan(sigma_max / sigma_data)), got {times.tolist()}")
     sig = sigma_data * torch.tan(times)
@@ -202,12 +220,14 @@ def times_to_sigmas(times, space="edm", sigma_data=SIGMA_DATA, model_sigmas=None
     return out
 
 
-def scm_sigmas(steps, sigma_data=SIGMA_DATA, t_max=None, t_mid=None, sigma_max=SIGMA_MAX, space="edm",
+def scm_sigmas(steps, sigma_data=None, t_max=None, t_mid=None, sigma_max=SIGMA_MAX, space="edm",
                model_sigmas=None, discrete="nearest", dtype=torch.float32, device="cpu"):
     """Sigmas (steps + 1 values ending in 0) for :func:`sample_scm` in the host's own sigma space.
 
+    ``sigma_data=None``: the space's usual value for the map (module docstring); the default t_max is then the
+    paper's atan(sigma_max / 0.5) = 1.5645 in every space. A given sigma_data sets both.
     For a discrete host whose largest sigma is below sigma_d tan(t_max) (SD1.5: 14.6), the first sigma is
     the table's largest. Example: ``scm_sigmas(2)`` = [80.0, 0.98238, 0] (t = 1.5645464, 1.1, 0).
     """
-    times = scm_times(steps, sigma_data, t_max, t_mid, sigma_max)
+    times = scm_times(steps, SIGMA_DATA if sigma_data is None else sigma_data, t_max, t_mid, sigma_max)
     return times_to_sigmas(times, space, sigma_data, model_sigmas, discrete).to(dtype=dtype, device=device)

@@ -259,3 +259,19 @@ def test_matches_diffusers_scm_scheduler(steps, t_mid):
     assert ours.shape == latents.shape
     assert (ours - latents).abs().max().item() < 1e-5
     assert latents.abs().max().item() > 0.1  # a non-trivial output
+
+
+def test_sigma_data_is_honoured_in_every_space():
+    """One convention (docs/scm-times.md): sigma = sigma_data tan t; flow s = sigma / (1 + sigma). The original for
+    the flow default is SANA-Sprint's time map s = sin t / (sin t + cos t), which is sigma_data = 1."""
+    t = scm.scm_times(2)
+    for sd in (0.5, 1.0, 2.0):
+        edm = scm.times_to_sigmas(t, "edm", sd)
+        flow = scm.times_to_sigmas(t, "flow", sd)
+        assert torch.allclose(edm, sd * torch.tan(t), rtol=1e-15, atol=0)
+        assert torch.allclose(flow[1:], (edm / (1 + edm))[1:], rtol=1e-14, atol=0)
+    assert torch.equal(scm.times_to_sigmas(t, "flow"), scm.times_to_sigmas(t, "flow", 1.0))
+    assert torch.equal(scm.times_to_sigmas(t, "edm"), scm.times_to_sigmas(t, "edm", 0.5))
+    assert not torch.equal(scm.times_to_sigmas(t, "flow", 0.5), scm.times_to_sigmas(t, "flow"))
+    with pytest.raises(ValueError, match="sigma_data must be in"):
+        scm.times_to_sigmas(t, "flow", 0.0)
