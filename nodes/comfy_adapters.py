@@ -13,6 +13,7 @@
 import collections
 import hashlib
 import inspect
+import logging
 
 import torch
 
@@ -26,11 +27,11 @@ import latent_preview
 
 from ..search.evaluate import Batch, concat_batches
 from ..search.noise import derive_seed
-from ..samplers.schedules import rf_time_to_sigma
+from ..samplers.noise_space import forward_transition
+from ..samplers.schedules import EARLY_TIME, EARLY_TIME_TOLERANCE, early_prediction_call, sigma_to_rf_time
 from ..verifiers.ensemble import rank_pool
 
 NFE_KEY = "noise_search_nfe"
-EARLY_TIME = 0.4  # the self-supervised verifier reads x0 at noise level ~0.4 (flow / SiT time)
 
 
 # --------------------------------------------------------------------------- model calls, counted
@@ -73,9 +74,9 @@ def is_flow(model):
     return isinstance(model_sampling(model), comfy.model_sampling.CONST)
 
 
-def early_sigma(model):
-    """The model-space sigma of the self-supervised verifier's early x0 (flow time 0.4)."""
-    return EARLY_TIME if is_flow(model) else rf_time_to_sigma(EARLY_TIME)
+def sigma_to_time(model, sigma):
+    """SiT / rectified-flow time (0 = data, 1 = noise) of a sigma of ``model``'s own sampling space."""
+    return float(sigma) if is_flow(model) else sigma_to_rf_time(float(sigma))
 
 
 def resolve_sigmas(model, sampler_name, scheduler, steps, denoise):
@@ -249,11 +250,16 @@ class Generator:
         self.cache = {}
         self.exact = set()  # candidates generated at batch 1 with the final settings (bit-exact as they are)
         self.final_nfe = 0
+        self.early_time, self.warned_early = None, False  # SiT time of the early x0 prediction actually read
 
     def _callback(self, sigmas, store):
-        ms_sig = sigmas[:-1].tolist()
-        target = early_sigma(self.s.model)
-        early_step = min(range(len(ms_sig)), key=lambda i: abs(ms_sig[i] - target)) if self.need_early else -1
+        early_step = -1
+        if self.need_early:
+            early_step, self.early_time = early_prediction_call([sigma_to_time(self.s.model, s) for s in sigmas[:-1].tolist()])
+            if abs(self.early_time - EARLY_TIME) > EARLY_TIME_TOLERANCE and not self.warned_early:
+                logging.warning("noise-search: the self-supervised verifier reads the x0 prediction at SiT time %.3f on this "
+                                "schedule (the paper's is %.1f); more steps bring it nearer", self.early_time, EARLY_TIME)
+                self.warned_early = True
 
         def cb(step, x0, x, total_steps):
             if step == early_step:
@@ -319,18 +325,8 @@ class Generator:
 # --------------------------------------------------------------------------- path search inside one sampler call
 
 def renoise_for(model):
-    """Exact forward transition in the model's own space: EDM-type x = x0 + sigma eps, flow x = (1 - s) x0 + s eps."""
-    if is_flow(model):
-        def renoise(x, s_from, s_to, noise):
-            a_from, a_to = 1.0 - float(s_from), 1.0 - float(s_to)
-            ratio = a_to / a_from
-            std = max(float(s_to) ** 2 - (ratio * float(s_from)) ** 2, 0.0) ** 0.5
-            return ratio * x + std * noise
-        return renoise
-
-    def renoise(x, s_from, s_to, noise):
-        return x + max(float(s_to) ** 2 - float(s_from) ** 2, 0.0) ** 0.5 * noise
-    return renoise
+    """Exact forward transition in the model's own space (``samplers.noise_space``)."""
+    return forward_transition("flow" if is_flow(model) else "edm")
 
 
 def run_inside_sampler(setup, body, callback=None):

@@ -12,10 +12,32 @@ from ..search.zero_order import neighbours, zero_order_search
 from . import search_common as common
 from .types import NoisePoolType
 
-# model calls one solver step costs per sample (on a 2-point sigma grid), for the deterministic samplers
-# whose step evaluates the model twice; every other deterministic sampler costs one. Checked against the
-# counted calls at every step, so a wrong entry is an error, never a wrong NFE.
-TWO_CALL_STEPS = {"heun", "dpm_2", "heunpp2"}
+# Search over Paths steps the sampler from grid point to grid point and re-noises between rounds, so only a
+# sampler whose step depends on nothing but (x, sigma_i, sigma_i+1) gives what it gives on the full grid.
+# Multistep samplers (dpmpp_2m, lms, ipndm, deis, ...) carry history across steps and heunpp2 looks two sigmas
+# ahead: stepped one sigma at a time they silently become Euler / Heun, so they are refused by name.
+# Value: model calls one step costs per sample (the last step, to sigma 0, costs one: k-diffusion ends
+# Heun and DPM-2 with an Euler step). Checked against the counted calls at every step, so a wrong entry is an
+# error, never a wrong NFE. "ddim" is ComfyUI's name for Euler with random inpainting noise.
+PATH_SAMPLERS = {"euler": 1, "euler_cfg_pp": 1, "ddim": 1, "heun": 2, "dpm_2": 2}
+
+
+def path_sampler_name(kw):
+    """The host name of the sampler Search over Paths will step, refused unless it is single-step (PATH_SAMPLERS).
+
+    A connected SAMPLER is named by its k-diffusion function (``sample_<name>``), as ComfyUI's KSAMPLER builds it."""
+    sampler = kw.get("sampler")
+    if sampler is None:
+        name, where = kw["sampler_name"], "sampler_name"
+    else:
+        fn = getattr(sampler, "sampler_function", None)
+        fn_name = getattr(fn, "__name__", type(sampler).__name__)
+        name, where = (fn_name[len("sample_"):] if fn_name.startswith("sample_") else fn_name), "the connected SAMPLER"
+    if name not in PATH_SAMPLERS:
+        raise ValueError(f"Search over Paths cannot use {where} {name!r}: it steps the sampler one sigma at a time, which "
+                         f"would silently turn a multistep or look-ahead sampler into another one; use one of "
+                         f"{', '.join(sorted(PATH_SAMPLERS))}")
+    return name
 
 
 class RandomSearch(io.ComfyNode):
@@ -110,15 +132,15 @@ class PathSearch(io.ComfyNode):
         ctx = common.begin(cls, kw, "paths", proxy=False)
         if ctx.setup.stochastic:
             raise ValueError("Search over Paths needs a deterministic (ODE) sampler: this sampler injects fresh noise at every step "
-                             "(ancestral / SDE / LCM / sCM); use e.g. euler, heun, dpmpp_2m")
+                             f"(ancestral / SDE / LCM / sCM); use one of {', '.join(sorted(PATH_SAMPLERS))}")
         common.check_noise_mask_free(ctx, "Search over Paths")
         if ctx.scorer.needs_early:
             raise ValueError("the self-supervised verifier needs the x0 prediction at noise level 0.4 of a full run; "
                              "use it with Random or Zero-Order Search")
-        two = kw.get("sampler") is None and kw["sampler_name"] in TWO_CALL_STEPS
+        calls_per_step = PATH_SAMPLERS[path_sampler_name(kw)]
 
         def step_nfe(a, b):
-            return 2 if two and float(b) > 0 else 1
+            return calls_per_step if float(b) > 0 else 1
 
         mult = {"cfg": 1}
 

@@ -260,3 +260,77 @@ def test_progress_bar_and_previews(sd15, verifier, monkeypatch, node_name):
     assert seen and seen[-1][0] == seen[-1][1]  # ends at 100 %
     previews = [p for _, _, p in seen if p is not None]
     assert previews and previews[-1][0] == "JPEG" and previews[-1][1].size[0] > 0
+
+
+# ---------------------------------------------------------------------- Search over Paths and the host's samplers
+
+def _path_samplers():
+    from noise_search.nodes.search_nodes import PATH_SAMPLERS
+    return sorted(PATH_SAMPLERS)
+
+
+@pytest.mark.parametrize("which", ["sd15", "sd3"])
+@pytest.mark.parametrize("sampler_name", ["euler", "euler_cfg_pp", "ddim", "heun", "dpm_2"])
+def test_path_search_without_branching_is_the_plain_ksampler(request, verifier, which, sampler_name):
+    """The original: ComfyUI's own KSampler (``nodes.common_ksampler``) on the full grid. With delta_f = 0 and
+    M = 1 Search over Paths re-noises by nothing, so every accepted sampler must give exactly its latent."""
+    from noise_search.nodes.search_nodes import PathSearch
+    assert sampler_name in _path_samplers()
+    m = request.getfixturevalue(which)
+    kw = search_kwargs(m, verifier, sampler_name=sampler_name, steps=4, paths=1, width=1, start_step=1, delta_f=0,
+                       delta_b=1, top_k=1, cfg=2.0)
+    out = run(PathSearch, **kw)
+    assert out.result[2] == 100
+    assert torch.equal(out.result[0]["samples"], ksampler(m, 100, 4, cfg=2.0, sampler=sampler_name))
+
+
+def test_path_search_refuses_every_other_deterministic_sampler_by_name(sd15, verifier):
+    """Multistep samplers (their step reads earlier steps) and look-ahead ones are refused, never stepped as Euler."""
+    import comfy.samplers
+    from noise_search.nodes.comfy_adapters import is_stochastic
+    from noise_search.nodes.search_nodes import PathSearch
+    refused = [n for n in comfy.samplers.KSampler.SAMPLERS
+               if n not in _path_samplers() and not is_stochastic(comfy.samplers.sampler_object(n))]
+    assert {"dpmpp_2m", "lms", "ipndm", "deis", "heunpp2", "uni_pc"} <= set(refused)
+    for name in refused:
+        with pytest.raises(ValueError, match=f"cannot use sampler_name '{name}'.*one of ddim, dpm_2, euler"):
+            run(PathSearch, **search_kwargs(sd15, verifier, sampler_name=name, steps=4, paths=1, width=1, start_step=1,
+                                            delta_f=0, delta_b=1, top_k=1))
+    # a connected SAMPLER is named by its k-diffusion function
+    with pytest.raises(ValueError, match="cannot use the connected SAMPLER 'dpmpp_2m'"):
+        run(PathSearch, **search_kwargs(sd15, verifier, steps=4, paths=1, width=1, start_step=1, delta_f=0, delta_b=1,
+                                        top_k=1, sampler=comfy.samplers.sampler_object("dpmpp_2m")))
+
+
+# ---------------------------------------------------------------------- the self-supervised verifier's early prediction
+
+def _self_supervised():
+    from noise_search.nodes.types import HostVerifier
+    from noise_search.verifiers.features import SelfSupervisedVerifier
+    return HostVerifier(SelfSupervisedVerifier(lambda images: images.flatten(1)), kind="self_supervised")
+
+
+def test_self_supervised_verifier_on_a_short_schedule_is_refused(sd15, sd3):
+    """ComfyUI's own grids: the model call nearest SiT time 0.4 is the last on 2-step SD1.5 and SD3 (flow) Euler
+    schedules and on sCM 2-step sigmas, whose x0 prediction is the final sample: a constant verifier, so the search
+    refuses it."""
+    from noise_search.nodes.scm_nodes import SCMSampler, SCMSigmas
+    from noise_search.nodes.search_nodes import RandomSearch
+    for m in (sd15, sd3):
+        with pytest.raises(ValueError, match="every candidate would score 1"):
+            run(RandomSearch, **search_kwargs(m, _self_supervised(), steps=2, count=2, proxy_steps=0, top_k=2))
+        scm = dict(sampler=SCMSampler.execute().result[0],
+                   sigmas=SCMSigmas.execute(model=m["model"], steps=2, t_max=0.0, t_mid=1.1, sigma_data=0.0).result[0])
+        with pytest.raises(ValueError, match="every candidate would score 1"):
+            run(RandomSearch, **search_kwargs(m, _self_supervised(), count=2, proxy_steps=0, top_k=2, **scm))
+
+
+def test_self_supervised_verifier_records_the_early_time_it_read(sd15):
+    from noise_search.nodes.comfy_adapters import sigma_to_time
+    from noise_search.nodes.search_nodes import RandomSearch
+    out = run(RandomSearch, **search_kwargs(sd15, _self_supervised(), steps=8, count=3, proxy_steps=0, top_k=2))
+    prov = json.loads(out.result[7])
+    times = [sigma_to_time(sd15["model"], s) for s in prov["sampling"]["sigmas"][:-1]]
+    nearest = min(times, key=lambda t: abs(t - 0.4))
+    assert prov["early_time"] == pytest.approx(nearest) and prov["early_time"] != times[-1]
+    assert len({c["score"] for c in prov["candidates"]}) > 1  # not the constant 1 of a final-vs-final comparison
