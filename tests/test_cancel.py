@@ -228,7 +228,10 @@ def _demo_cmd(stub, args):
 
 def _interrupt_after_first_candidates(cmd, env, cwd, timeout=150):
     """Start the demo, wait until its progress shows >= 2 scored candidates, send SIGINT; (rc, stdout, stderr)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A shell starts background jobs (``pytest &``, CI runners) with SIGINT ignored, and a child inherits that:
+    # Python then installs no KeyboardInterrupt handler. A user's terminal delivers Ctrl-C with the default one.
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.set_blocking(proc.stderr.fileno(), False)
     err, deadline = b"", time.monotonic() + timeout
     try:

@@ -31,8 +31,14 @@ def import_comfy(comfy_path):
         import comfy.sd  # noqa: F401
         import comfy_api.latest  # noqa: F401
         import folder_paths  # noqa: F401
+        # ComfyUI's top-level ``nodes.py`` now, while its checkout is first on sys.path: the pack has a ``nodes/``
+        # package too, and pytest may later put the clone's root in front (a root folder named ``noise-search``,
+        # as the README installs it, is no valid module name, so pytest inserts the folder itself).
+        import nodes
     except Exception as err:  # noqa: BLE001 - any import failure means: skip, with the reason
         return f"ComfyUI at {comfy_path} does not import: {type(err).__name__}: {err}"
+    if os.path.dirname(os.path.abspath(nodes.__file__)) != os.path.abspath(comfy_path):
+        return f"'import nodes' found {nodes.__file__}, not ComfyUI's nodes.py in {comfy_path}"
     return None
 
 
