@@ -10,7 +10,9 @@ the seed of the noise injected when re-noising.
 
 import hashlib
 import math
-from dataclasses import dataclass, field, asdict
+import operator
+import weakref
+from dataclasses import InitVar, asdict, dataclass, field
 
 import torch
 
@@ -76,9 +78,77 @@ class SeedRecipe:
         return f"seed {self.seed}"
 
 
-@dataclass(frozen=True)
-class NeighbourRecipe:
-    """Neighbour ``index`` of ``pivot`` drawn in zero-order iteration ``iteration`` at cosine ``lam``."""
+class Chained:
+    """A recipe made from another one, its ``source`` (``LINK`` names that field): a neighbour from its pivot,
+    a path branch from its parent. A zero-order search adds one link per iteration, so chains get as long
+    as a search runs (100,000 iterations in the node); everything that walks a chain (equality, hashing,
+    repr, serialisation, making the noise) is therefore iterative, never recursive, and what is needed per
+    link is cached at construction from the source's cache, in O(1):
+
+    * ``depth``: how many links of this recipe's own kind end here (1 for a neighbour of a seed);
+    * ``origin``: the recipe that run of links starts from (the seed a zero-order search started at).
+    """
+
+    LINK = ""
+    OWN = ()  # the fields besides the link (and the kind)
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls._get_own = operator.attrgetter(*cls.OWN)  # a tuple (OWN has several fields); cheap, as own() runs per link
+
+    def __post_init__(self):
+        src = self.source
+        same = type(src) is type(self)
+        object.__setattr__(self, "depth", src.depth + 1 if same else 1)
+        object.__setattr__(self, "origin", src.origin if same else src)
+        object.__setattr__(self, "_hash", hash((self.kind, self.own(), src)))  # the source's hash is cached: O(1)
+
+    @property
+    def source(self):
+        return getattr(self, self.LINK)
+
+    def own(self):
+        return self._get_own(self)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        a, b = self, other
+        while isinstance(a, Chained):
+            if a is b:
+                return True
+            if type(a) is not type(b) or a._hash != b._hash or a.own() != b.own():
+                return False
+            a, b = a.source, b.source
+        return a == b
+
+    def __repr__(self):
+        src = self.source
+        if isinstance(src, Chained):  # bounded: the source chain is summarised, not printed
+            src = f"<{type(src).__name__} {src.depth} deep from {src.origin!r}>"
+        else:
+            src = repr(src)
+        own = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.OWN)
+        return f"{type(self).__name__}({self.LINK}={src}, {own})"
+
+    def __reduce__(self):
+        """Pickle and deepcopy through the flat dict form: the default nests one call per link."""
+        return recipe_from_dict, (recipe_to_dict(self),)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class NeighbourRecipe(Chained):
+    """Neighbour ``index`` of ``pivot`` drawn in zero-order iteration ``iteration`` at cosine ``lam``.
+
+    ``pivot_noise`` (not a field): the pivot's noise, when the caller holds it, as the search does. Then
+    ``make`` costs one ``sphere_neighbour`` instead of rebuilding the pivot's whole chain. Only a weak
+    reference is kept, so recipes kept in a search's history hold no tensors: once the caller drops its
+    tensor, ``make`` rebuilds from the chain's origin again (the same bits, computed by the same steps).
+    The caller guarantees that it is exactly ``pivot.make(pivot_noise.shape)``.
+    """
 
     pivot: object
     iteration: int
@@ -86,16 +156,51 @@ class NeighbourRecipe:
     lam: float
     seed: int
     kind: str = field(default="neighbour", init=False)
+    pivot_noise: InitVar[object] = None
+
+    LINK = "pivot"
+    OWN = ("iteration", "index", "lam", "seed")
+
+    def __post_init__(self, pivot_noise):
+        super().__post_init__()
+        object.__setattr__(self, "_pivot_noise", None if pivot_noise is None else weakref.ref(pivot_noise))
+
+    def from_pivot(self, pivot_noise):
+        """This neighbour's noise from its pivot's: the one step every link of a chain takes."""
+        return sphere_neighbour(pivot_noise, seed_noise(self.seed, pivot_noise.shape), self.lam)
+
+    def lent_pivot_noise(self, shape):
+        """The pivot noise lent at construction, while its holder keeps it and it has this shape; else None."""
+        noise = None if self._pivot_noise is None else self._pivot_noise()
+        return noise if noise is not None and tuple(noise.shape) == tuple(shape) else None
 
     def make(self, shape):
-        return sphere_neighbour(self.pivot.make(shape), seed_noise(self.seed, shape), self.lam)
+        """Walk down to the nearest link whose pivot noise is at hand (lent, or the origin's, made afresh),
+        then step back up link by link: iterative at any depth, and the same steps as during the search."""
+        links, r, noise = [], self, None
+        while noise is None:
+            links.append(r)
+            noise = r.lent_pivot_noise(shape)
+            if noise is None and not isinstance(r.pivot, NeighbourRecipe):
+                noise = r.pivot.make(shape)
+            r = r.pivot
+        for link in reversed(links):
+            noise = link.from_pivot(noise)
+        return noise
 
     def describe(self):
-        return f"neighbour {self.index} of ({self.pivot.describe()}) at iteration {self.iteration}, lambda {self.lam}"
+        """Bounded at any depth (the nodes show it for every candidate): a pivot that is itself a neighbour is
+        summarised by how many neighbour steps it lies from the recipe its chain started at."""
+        p = self.pivot
+        if isinstance(p, NeighbourRecipe):
+            of = f"pivot {p.depth} step{'s' if p.depth > 1 else ''} from ({p.origin.describe()})"
+        else:
+            of = p.describe()
+        return f"neighbour {self.index} of ({of}) at iteration {self.iteration}, lambda {self.lam}"
 
 
-@dataclass(frozen=True)
-class PathRecipe:
+@dataclass(frozen=True, eq=False, repr=False)
+class PathRecipe(Chained):
     """A branch of search over paths: ``parent`` re-noised at grid step ``step`` with noise from ``seed``.
 
     ``parent`` is the SeedRecipe of the initial noise or the PathRecipe of the previous round.
@@ -107,6 +212,9 @@ class PathRecipe:
     index: int
     seed: int
     kind: str = field(default="path", init=False)
+
+    LINK = "parent"
+    OWN = ("step", "index", "seed")
 
     def make(self, shape):
         return seed_noise(self.seed, shape)
@@ -129,30 +237,80 @@ class PathRecipe:
         return f"path from ({self.root().describe()}) re-noised at steps {[c.step for c in self.chain()]}"
 
 
+LINKS = {cls.kind: cls.LINK for cls in (NeighbourRecipe, PathRecipe)}  # kind -> the field naming its source
+RECIPE_FIELDS = {"seed": ("seed",), **{cls.kind: (cls.LINK, *cls.OWN) for cls in (NeighbourRecipe, PathRecipe)}}
+
+
+def lineage(recipe):
+    """``recipe`` and the recipes it is made from, root first, each made from the one before it."""
+    out = [recipe]
+    while isinstance(out[-1], Chained):
+        out.append(out[-1].source)
+    return out[::-1]
+
+
+def own_dict(recipe):
+    """A recipe's fields without its link (its pivot / parent), as in a ``lineage`` entry."""
+    if isinstance(recipe, Chained):
+        return {"kind": recipe.kind, **dict(zip(recipe.OWN, recipe.own()))}
+    return asdict(recipe)
+
+
 def recipe_to_dict(recipe):
-    d = asdict(recipe)
-    return d
+    """A JSON-able dict; a chained recipe is flat: its own fields plus ``lineage``, the recipes it is made
+    from (root first, each entry made from the one before it, entries without their pivot / parent), so a
+    recipe 10,000 links deep needs no recursion here, in ``json`` or in ``recipe_from_dict``."""
+    if not isinstance(recipe, Chained):
+        return own_dict(recipe)
+    return {**own_dict(recipe), "lineage": [own_dict(r) for r in lineage(recipe)[:-1]]}
 
 
-RECIPE_FIELDS = {"seed": ("seed",), "neighbour": ("pivot", "iteration", "index", "lam", "seed"),
-                 "path": ("parent", "step", "index", "seed")}
-
-
-def recipe_from_dict(d):
+def recipe_kind(d):
     if not isinstance(d, dict):
         raise ValueError(f"a recipe must be a dict with a 'kind' ('seed', 'neighbour' or 'path'), got {type(d).__name__}: {d!r}")
-    d = dict(d)
-    kind = d.pop("kind", None)
+    kind = d.get("kind")
     if kind not in RECIPE_FIELDS:
         raise ValueError(f"unknown recipe kind {kind!r}; expected 'seed', 'neighbour' or 'path'")
-    missing = [f for f in RECIPE_FIELDS[kind] if f not in d]
-    if missing:
-        raise ValueError(f"{kind} recipe is missing {missing}; a {kind} recipe has the fields {list(RECIPE_FIELDS[kind])}")
-    if kind == "seed":
-        return SeedRecipe(check_seed(d["seed"]))
-    if kind == "neighbour":
-        return NeighbourRecipe(recipe_from_dict(d["pivot"]), int(d["iteration"]), int(d["index"]), float(d["lam"]), check_seed(d["seed"]))
-    return PathRecipe(recipe_from_dict(d["parent"]), int(d["step"]), int(d["index"]), check_seed(d["seed"]))
+    return kind
+
+
+def chain_dicts(d):
+    """The dicts of the recipes ``d`` is made of, root first: from ``lineage`` (``recipe_to_dict``), or by
+    descending the nested form that earlier versions wrote (each pivot / parent inside its child)."""
+    if recipe_kind(d) in LINKS and "lineage" in d:
+        if not isinstance(d["lineage"], list):
+            raise ValueError(f"a recipe's lineage must be a list of recipe dicts, root first; got {type(d['lineage']).__name__}")
+        return [*d["lineage"], d]
+    out = [d]
+    while True:
+        link = LINKS.get(recipe_kind(out[-1]))
+        if link is None or link not in out[-1]:
+            return out[::-1]
+        out.append(out[-1][link])
+
+
+def recipe_from_dict(d, source=None):
+    """The inverse of ``recipe_to_dict`` (which also reads the nested form): built link by link from the root.
+
+    ``source``: the recipe ``d`` is made from, when ``d`` holds only its own fields (a search result writes a
+    candidate whose pivot / parent is an earlier candidate that way, see ``search.result``)."""
+    recipe = source
+    for i, e in enumerate([d] if source is not None else chain_dicts(d)):
+        kind = recipe_kind(e)
+        link = LINKS.get(kind)
+        missing = [f for f in RECIPE_FIELDS[kind] if f not in e and not (f == link and recipe is not None)]
+        if missing:
+            raise ValueError(f"{kind} recipe is missing {missing}; a {kind} recipe has the fields {list(RECIPE_FIELDS[kind])}")
+        if (recipe is None) != (link is None):
+            raise ValueError(f"entry {i} of the recipe's lineage is a {kind} recipe; the first entry must be its root "
+                             f"(a seed recipe) and only the first")
+        if kind == "seed":
+            recipe = SeedRecipe(check_seed(e["seed"]))
+        elif kind == "neighbour":
+            recipe = NeighbourRecipe(recipe, int(e["iteration"]), int(e["index"]), float(e["lam"]), check_seed(e["seed"]))
+        else:
+            recipe = PathRecipe(recipe, int(e["step"]), int(e["index"]), check_seed(e["seed"]))
+    return recipe
 
 
 def make_noise_batch(recipes, shape):

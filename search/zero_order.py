@@ -8,10 +8,14 @@ from .noise import NeighbourRecipe, SeedRecipe, check_seed, derive_seed
 from .result import rank_key
 
 
-def neighbours(pivot, iteration, n, lam, base_seed):
+def neighbours(pivot, iteration, n, lam, base_seed, pivot_noise=None):
+    """The N neighbour recipes of ``pivot`` in iteration ``iteration``. ``pivot_noise``: the pivot's noise when the
+    caller holds it (the search does), so each neighbour's noise costs one ``sphere_neighbour`` instead of a
+    rebuild of the pivot's whole chain (see ``NeighbourRecipe``; the recipes keep only a weak reference)."""
     if not (0.0 < float(lam) < 1.0):
         raise ValueError(f"lambda (cosine similarity to the pivot) must be in (0, 1), got {lam}")
-    return [NeighbourRecipe(pivot, iteration, j, float(lam), derive_seed(base_seed, iteration, j)) for j in range(n)]
+    return [NeighbourRecipe(pivot, iteration, j, float(lam), derive_seed(base_seed, iteration, j), pivot_noise=pivot_noise)
+            for j in range(n)]
 
 
 def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, iterations=None, lam=0.95, budget=None,
@@ -53,9 +57,13 @@ def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, 
     def body():
         if score_pivot:
             ev.evaluate([state["pivot"]], round=0)
+        # Only the current pivot's noise is held: each move costs one sphere_neighbour, whatever the depth.
+        pivot_noise = state["pivot"].make(ev.shape)
         for k in range(iterations):
-            cands = ev.evaluate(neighbours(state["pivot"], k, n, lam, seed), round=k + 1)
-            state["pivot"] = min(cands, key=rank_key).recipe
+            cands = ev.evaluate(neighbours(state["pivot"], k, n, lam, seed, pivot_noise=pivot_noise), round=k + 1)
+            best = min(cands, key=rank_key).recipe  # a neighbour of the current pivot (also when resumed: equal recipes)
+            pivot_noise = best.from_pivot(pivot_noise)
+            state["pivot"] = best
 
     result = run_guarded(ev, body, on_interrupt)
     result.params["final_pivot"] = state["pivot"].describe()
