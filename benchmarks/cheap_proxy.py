@@ -69,7 +69,7 @@ def main(argv=None):
                                  chunk_size=args.n, top_k=1)
             proxy = random_search(proxy_w.generate, proxy_w.score, SHAPE, seed=seed, count=args.n,
                                   nfe_per_candidate=nfe_proxy, chunk_size=args.n, top_k=1)
-            final = full_w.generate(seed_noise(proxy.winner.recipe.seed, SHAPE))  # only the winner, at S
+            final = full_w.sample(seed_noise(proxy.winner.recipe.seed, SHAPE))  # only the winner, at S
             proxy_final = float(full_w.score(final)[0])
             full_scores = [c.score for c in full.history]
             n_eq = max(1, (args.n * nfe_proxy + nfe_full) // nfe_full)

@@ -156,7 +156,8 @@ def bench_null(n, chunk, top_k, reps):
 
     shape = (1, 4, 8, 8)
 
-    def generate(noise):
+    def generate(candidates):
+        noise = candidates.noise
         return Batch(noise, {"latent": noise})
 
     def score(batch):

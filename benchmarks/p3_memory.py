@@ -73,8 +73,8 @@ def child_toy(n, chunk, hoard):
     w = ToyWorld(3, steps=10, method="heun")
     kept = []
 
-    def generate(noise):
-        b = w.generate(noise)
+    def generate(candidates):
+        b = w.generate(candidates)
         big = torch.nn.functional.interpolate(b.samples.permute(0, 3, 1, 2), size=(256, 256), mode="nearest")
         big = big.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous()  # IMAGE [B, 256, 256, 3]
         out = Batch(big, dict(b.extras), b.early)

@@ -81,11 +81,11 @@ def oom_checks():
     w = ToyWorld(3, steps=4, method="heun")
     sizes = []
 
-    def flaky(noise):
-        sizes.append(noise.shape[0])
-        if noise.shape[0] > 2:
+    def flaky(candidates):
+        sizes.append(len(candidates))
+        if len(candidates) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return w.generate(noise)
+        return w.generate(candidates)
 
     ref = random_search(w.generate, w.score, SHAPE, seed=0, count=12, nfe_per_candidate=w.nfe_per_candidate, chunk_size=8)
     got = random_search(flaky, w.score, SHAPE, seed=0, count=12, nfe_per_candidate=w.nfe_per_candidate, chunk_size=8)

@@ -32,7 +32,7 @@ def per_iteration(zero_order_search, iterations):
     reps = max(1, 2000 // iterations)
     wall, cpu = [], []
     for _ in range(reps):
-        w, c, _ = timed(lambda: zero_order_search(lambda x: x, cheap_score, SHAPE, seed=1, neighbours_per_iter=N,
+        w, c, _ = timed(lambda: zero_order_search(lambda c: c.noise, cheap_score, SHAPE, seed=1, neighbours_per_iter=N,
                                                   iterations=iterations, lam=0.95, nfe_per_candidate=1, chunk_size=N))
         wall.append(w / iterations)
         cpu.append(c / iterations)

@@ -10,8 +10,6 @@
 - :class:`Progress`: ``on_step(i, n)`` -> ``comfy.utils.ProgressBar`` (an interruption point) + previews.
 """
 
-import collections
-import hashlib
 import inspect
 import logging
 
@@ -26,7 +24,6 @@ import comfy.utils
 import latent_preview
 
 from ..search.evaluate import Batch, concat_batches
-from ..search.noise import derive_seed
 from ..samplers.noise_space import forward_transition
 from ..samplers.schedules import EARLY_TIME, EARLY_TIME_TOLERANCE, early_prediction_call, sigma_to_rf_time
 from ..verifiers.ensemble import rank_pool
@@ -97,34 +94,6 @@ def is_stochastic(sampler):
         return fn is not None and "noise_sampler" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-
-
-def row_key(row):
-    return hashlib.blake2b(row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(), digest_size=16).hexdigest()
-
-
-class RowSeeds:
-    """Seeds for the noise a stochastic sampler draws per candidate: a plain seed candidate uses its own
-    seed (so it reproduces in KSampler / SamplerCustomAdvanced with that seed); any other candidate a seed
-    derived from its initial noise (reproducible, independent of chunking)."""
-
-    def __init__(self, shape, seeds=()):
-        self.shape, self.pending, self.known = tuple(shape), collections.deque(int(x) for x in seeds), {}
-
-    def add(self, seeds):
-        self.pending.extend(int(x) for x in seeds)
-
-    def __call__(self, noise):
-        from ..search.noise import seed_noise
-        out = []
-        for row in noise:
-            k = row_key(row)
-            # index the known seeds lazily, in order, only as far as needed (a search asks for them in order)
-            while k not in self.known and self.pending:
-                s = self.pending.popleft()
-                self.known[row_key(seed_noise(s, self.shape)[0])] = s
-            out.append(self.known.get(k, derive_seed(int(k[:15], 16))))
-        return out
 
 
 def per_row_noise_sampler(seeds, device):
@@ -217,16 +186,20 @@ class SamplingSetup:
             raise ValueError("the search works on images; this VAE decodes video latents")
         return img.float().cpu()
 
-    def sample(self, noise, sigmas=None, sampler=None, callback=None, row_seeds=None):
-        """Run ComfyUI sampling for a batch of candidate noises; returns (VAE-space latents, calls, rows)."""
+    def sample(self, candidates, sigmas=None, sampler=None, callback=None):
+        """Run ComfyUI sampling for a chunk of Candidates; returns (VAE-space latents, calls, rows).
+
+        A stochastic sampler draws its fresh noise per candidate from the candidate's ``sampler_seed`` (a seed
+        candidate's own seed, so it reproduces in SamplerCustomAdvanced with RandomNoise(seed))."""
         sigmas = self.sigmas if sigmas is None else sigmas
         sampler = self.sampler if sampler is None else sampler
+        noise, seeds = candidates.noise, candidates.sampler_seeds
         b = noise.shape[0]
-        if self.stochastic and row_seeds is not None:
-            sampler = with_row_noise(sampler, row_seeds(noise), self.model.load_device)
+        if self.stochastic:
+            sampler = with_row_noise(sampler, seeds, self.model.load_device)
         latent = self.latent.repeat((b,) + (1,) * (self.latent.ndim - 1))
         mask = self.noise_mask
-        seed = None if row_seeds is None else int(row_seeds(noise[:1])[0])
+        seed = int(seeds[0])
         self.counter.reset()
         out = comfy.sample.sample_custom(self.model, noise, self.cfg, sampler, sigmas, self.positive, self.negative, latent,
                                          noise_mask=mask, callback=callback, disable_pbar=True, seed=seed)
@@ -234,23 +207,28 @@ class SamplingSetup:
 
 
 class Generator:
-    """``generate(noise) -> Batch`` for the core, counting NFE per candidate exactly.
+    """``generate(candidates) -> Batch`` for the core, counting NFE per candidate exactly.
 
-    ``calibrate(noise_row)`` renders one candidate at batch 1 first to measure model calls per candidate
-    (and the cfg multiplier); the result is cached and reused when that candidate comes up in a chunk.
-    ``render(noise_row)`` gives a candidate at batch 1 with the final settings (full steps), bit-identical
-    to a plain KSampler run with the candidate's seed and noise."""
+    ``calibrate(candidate)`` renders one candidate at batch 1 first to measure model calls per candidate
+    (and the cfg multiplier); the result is kept, by the candidate's recipe, and reused when that candidate
+    comes up in a chunk. ``render(candidate)`` gives a candidate at batch 1 with the final settings (full steps),
+    bit-identical to a plain KSampler run with the candidate's seed and noise."""
 
-    def __init__(self, setup, progress=None, row_seeds=None, need_early=False, final_sigmas=None, final_sampler=None):
-        self.s, self.progress, self.row_seeds, self.need_early = setup, progress, row_seeds, need_early
+    def __init__(self, setup, progress=None, need_early=False, final_sigmas=None, final_sampler=None):
+        self.s, self.progress, self.need_early = setup, progress, need_early
         self.final_sigmas = setup.sigmas if final_sigmas is None else final_sigmas
         self.final_sampler = setup.sampler if final_sampler is None else final_sampler
         self.nfe_per_candidate = None
         self.cfg_multiplier = 1
-        self.cache = {}
-        self.exact = set()  # candidates generated at batch 1 with the final settings (bit-exact as they are)
+        self.cache = {}  # recipe -> Batch of a candidate rendered at calibration
+        self.exact = set()  # recipes generated at batch 1 with the final settings (bit-exact as they are)
         self.final_nfe = 0
         self.early_time, self.warned_early = None, False  # SiT time of the early x0 prediction actually read
+
+    @property
+    def renders_final(self):
+        """Whether search candidates are sampled with the final settings (no cheap proxy)."""
+        return self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler
 
     def _callback(self, sigmas, store):
         early_step = -1
@@ -268,9 +246,9 @@ class Generator:
                 self.progress.sampler_callback(step, x0, x, total_steps)
         return cb
 
-    def _run(self, noise, sigmas, sampler):
+    def _run(self, candidates, sigmas, sampler):
         store = {}
-        samples, calls, rows = self.s.sample(noise, sigmas, sampler, self._callback(sigmas, store), self.row_seeds)
+        samples, calls, rows = self.s.sample(candidates, sigmas, sampler, self._callback(sigmas, store))
         images = self.s.decode(samples)
         early = None
         if self.need_early:
@@ -280,44 +258,46 @@ class Generator:
             early = self.s.decode(x0.to(comfy.model_management.intermediate_device()))
         return Batch(images, {"latent": samples.float().cpu()}, early), calls, rows
 
-    def calibrate(self, noise_row):
-        batch, calls, rows = self._run(noise_row, self.s.sigmas, self.s.sampler)
+    def calibrate(self, candidate):
+        """``candidate``: Candidates of one recipe. Returns the model calls one candidate costs."""
+        batch, calls, rows = self._run(candidate, self.s.sigmas, self.s.sampler)
         if calls < 1:
             raise RuntimeError("the sampler made no model call; check steps, denoise and sigmas")
         self.nfe_per_candidate = calls
-        self.cfg_multiplier = max(1, round(rows / calls / noise_row.shape[0]))
-        self.cache[row_key(noise_row[0])] = batch
-        if self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler:
-            self.exact.add(row_key(noise_row[0]))
+        self.cfg_multiplier = max(1, round(rows / calls / len(candidate)))
+        recipe = candidate.recipes[0]
+        self.cache[recipe] = batch
+        if self.renders_final:
+            self.exact.add(recipe)
         return calls
 
-    def __call__(self, noise):
-        n = noise.shape[0]
-        keys = [row_key(r) for r in noise] if self.cache or n == 1 else None
-        todo = [i for i, k in enumerate(keys) if k not in self.cache] if self.cache else list(range(n))
+    def __call__(self, candidates):
+        recipes = candidates.recipes
+        todo = [i for i, r in enumerate(recipes) if r not in self.cache]
         batch = None
         if todo:
-            batch, calls, rows = self._run(noise if len(todo) == n else noise[todo], self.s.sigmas, self.s.sampler)
+            part = candidates if len(todo) == len(recipes) else candidates.select(todo)
+            batch, calls, rows = self._run(part, self.s.sigmas, self.s.sampler)
             if self.nfe_per_candidate is not None and calls != self.nfe_per_candidate:
                 raise RuntimeError(f"NFE accounting: this chunk took {calls} model calls per candidate, calibration measured "
                                    f"{self.nfe_per_candidate}; the sampler's cost varies (e.g. dpm_adaptive), which search cannot budget")
-            if len(todo) == 1 and self.final_sigmas is self.s.sigmas and self.final_sampler is self.s.sampler:
-                self.exact.add(keys[todo[0]] if keys is not None else row_key(noise[todo[0]]))
-            if len(todo) == n:  # the usual chunk: nothing cached, the batch is the answer as it is
+            if len(todo) == 1 and self.renders_final:
+                self.exact.add(recipes[todo[0]])
+            if len(todo) == len(recipes):  # the usual chunk: nothing cached, the batch is the answer as it is
                 return batch
         # some rows were rendered before (calibration): concatenate once, select once (no per-candidate copies)
         done = set(todo)
-        cached = [i for i in range(n) if i not in done]
-        parts = ([batch] if batch is not None else []) + [self.cache.pop(keys[i]) for i in cached]
+        cached = [i for i in range(len(recipes)) if i not in done]
+        parts = ([batch] if batch is not None else []) + [self.cache.pop(recipes[i]) for i in cached]
         pool = parts[0]
         for p in parts[1:]:
             pool = concat_batches(pool, p)
         where = {i: j for j, i in enumerate(todo + cached)}
-        return pool.select([where[i] for i in range(noise.shape[0])])
+        return pool.select([where[i] for i in range(len(recipes))])
 
-    def render(self, noise_row):
-        """One candidate at batch 1 with the final settings (its NFE is added to ``final_nfe``)."""
-        batch, calls, _ = self._run(noise_row, self.final_sigmas, self.final_sampler)
+    def render(self, candidate):
+        """One candidate (Candidates of one recipe) at batch 1 with the final settings (its NFE goes to ``final_nfe``)."""
+        batch, calls, _ = self._run(candidate, self.final_sigmas, self.final_sampler)
         self.final_nfe += calls
         return batch
 

@@ -7,10 +7,11 @@ from comfy_api.latest import io
 from ..search.evaluate import Evaluator, plan_count, run_guarded
 from ..search.noise import SeedRecipe
 from ..search.paths import path_search
-from ..search.random_search import random_search, seed_pool
+from ..search.random_search import random_search
 from ..search.zero_order import neighbours, zero_order_search
 from . import search_common as common
 from .types import NoisePoolType
+from .validation import Node
 
 # Search over Paths steps the sampler from grid point to grid point and re-noises between rounds, so only a
 # sampler whose step depends on nothing but (x, sigma_i, sigma_i+1) gives what it gives on the full grid.
@@ -40,7 +41,7 @@ def path_sampler_name(kw):
     return name
 
 
-class RandomSearch(io.ComfyNode):
+class RandomSearch(Node):
     @classmethod
     def define_schema(cls):
         return common.schema(
@@ -58,7 +59,6 @@ class RandomSearch(io.ComfyNode):
         pool = kw.get("pool")
         if pool is not None:
             recipes = list(pool.recipes)
-            ctx.row_seeds.add(r.seed for r in recipes if isinstance(r, SeedRecipe))
             nfe = ctx.calibrate(recipes[0])
             plan_count(len(recipes), ctx.budget, nfe, "pool size")
             params = {"pool": pool.params, "count": len(recipes), "budget": ctx.budget, "nfe_per_candidate": nfe,
@@ -69,17 +69,15 @@ class RandomSearch(io.ComfyNode):
             ev.progress_total = len(recipes)
             result = run_guarded(ev, lambda: ev.evaluate(recipes), ctx.on_interrupt)
         else:
-            ctx.row_seeds.add([ctx.seed])  # before calibrating: a stochastic sampler's re-noise is seeded per candidate
             nfe = ctx.calibrate(SeedRecipe(ctx.seed))
             count = int(kw["count"]) or None
             n = plan_count(count, ctx.budget, nfe)
-            ctx.row_seeds.add(r.seed for r in seed_pool(ctx.seed, n)[1:])
             result = random_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, count=n, budget=ctx.budget,
                                    nfe_per_candidate=nfe, cfg_multiplier=ctx.generator.cfg_multiplier, **common.callbacks(ctx))
         return common.finish(cls, ctx, result)
 
 
-class ZeroOrderSearch(io.ComfyNode):
+class ZeroOrderSearch(Node):
     @classmethod
     def define_schema(cls):
         return common.schema(
@@ -101,7 +99,6 @@ class ZeroOrderSearch(io.ComfyNode):
         n, lam = int(kw["neighbours"]), float(kw["lambda_"])
         pivot = SeedRecipe(ctx.seed)
         first = pivot if kw["score_pivot"] else neighbours(pivot, 0, n, lam, ctx.seed)[0]
-        ctx.row_seeds.add([ctx.seed])
         nfe = ctx.calibrate(first)
         result = zero_order_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, neighbours_per_iter=n,
                                    iterations=int(kw["iterations"]) or None, lam=lam, budget=ctx.budget, nfe_per_candidate=nfe,
@@ -110,7 +107,7 @@ class ZeroOrderSearch(io.ComfyNode):
         return common.finish(cls, ctx, result)
 
 
-class PathSearch(io.ComfyNode):
+class PathSearch(Node):
     @classmethod
     def define_schema(cls):
         return common.schema(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .noise import make_noise_batch
+from .candidates import Candidates
 from .result import Candidate, SearchResult, rank_key
 
 
@@ -203,7 +203,7 @@ class Evaluator:
                 continue
             part = recipes[i: i + chunk]
             try:
-                batch = as_batch(self.generate(make_noise_batch(part, self.shape)))
+                batch = as_batch(self.generate(Candidates(tuple(part), self.shape)))
                 if len(batch) != len(part):
                     raise ValueError(f"generate() returned {len(batch)} samples for {len(part)} noises; it must return one per noise")
                 scores = call_score(self.score, batch)

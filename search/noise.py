@@ -77,6 +77,17 @@ class SeedRecipe:
     def describe(self):
         return f"seed {self.seed}"
 
+    @property
+    def sampler_seed(self):
+        """The seed of the fresh noise a stochastic sampler draws for this candidate: its own seed, so it
+        reproduces in a plain KSampler / SamplerCustomAdvanced with that seed."""
+        return self.seed
+
+    @property
+    def key(self):
+        """A stable 63-bit identity of the recipe (same across runs, processes and platforms)."""
+        return derive_seed(0, self.seed)
+
 
 class Chained:
     """A recipe made from another one, its ``source`` (``LINK`` names that field): a neighbour from its pivot,
@@ -102,6 +113,14 @@ class Chained:
         object.__setattr__(self, "depth", src.depth + 1 if same else 1)
         object.__setattr__(self, "origin", src.origin if same else src)
         object.__setattr__(self, "_hash", hash((self.kind, self.own(), src)))  # the source's hash is cached: O(1)
+        # the stable identity, chained from the source's the same way (Python's hash() of a str is salted per process)
+        digest = hashlib.blake2b(repr((self.kind, src.key, self.own())).encode(), digest_size=8).digest()
+        object.__setattr__(self, "key", int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF)
+
+    @property
+    def sampler_seed(self):
+        """The seed of the fresh noise a stochastic sampler draws for this candidate: its stable ``key``."""
+        return self.key
 
     @property
     def source(self):

@@ -44,7 +44,7 @@ def score(batch):
 
 
 def run(algo, model, **kw):
-    gen = lambda noise: sample_heun(model, noise * SIGMAS[0], SIGMAS)
+    gen = lambda c: sample_heun(model, c.noise * SIGMAS[0], SIGMAS)
     if algo == "random":
         return random_search(gen, score, SHAPE, seed=11, count=13, nfe_per_candidate=NFE, chunk_size=3, top_k=4, **kw)
     if algo == "zero_order":
@@ -114,7 +114,7 @@ def test_resume_refuses_a_partial_from_other_inputs():
     seen = []
     with pytest.raises(InterruptProcessingException):
         run("random", CountingModel(), on_step=cancel_after(3), on_interrupt=seen.append)
-    gen = lambda noise: sample_heun(CountingModel(), noise * SIGMAS[0], SIGMAS)
+    gen = lambda c: sample_heun(CountingModel(), c.noise * SIGMAS[0], SIGMAS)
     with pytest.raises(ValueError, match=r"other parameters: seed=11 there, 12 here"):
         random_search(gen, score, SHAPE, seed=12, count=13, nfe_per_candidate=NFE, chunk_size=3, top_k=4, resume_from=seen[0])
     with pytest.raises(ValueError, match=r"chunk_size=3 there, 4 here"):
@@ -130,7 +130,7 @@ def test_cancel_before_any_candidate_hands_over_nothing():
     """A cancel inside the first chunk's sampling (ComfyUI checks for it in every sampler step)."""
     seen = []
 
-    def generate(noise):
+    def generate(candidates):
         raise InterruptProcessingException("cancelled while sampling the first chunk")
 
     with pytest.raises(InterruptProcessingException, match="first chunk"):
@@ -189,10 +189,10 @@ class StubWorld:
     def step_nfe(self, a, b):
         return step_nfe(self.method, b)
 
-    def generate(self, noise):
-        time.sleep(self.delay * noise.shape[0])
+    def generate(self, candidates):
+        time.sleep(self.delay * len(candidates))
         sig = self.sigmas.tolist()
-        x = noise * sig[0]
+        x = candidates.noise * sig[0]
         for i in range(len(sig) - 1):
             x = STEPS[self.method](self.model, x, sig[i], sig[i + 1])[0]
         return self.decode(x)

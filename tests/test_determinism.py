@@ -33,8 +33,8 @@ def model(x, sigma):  # elementwise, hence batch-invariant: chunking cannot chan
     return (x + s2 * 0.3) / (1 + s2)
 
 
-def gen(noise):
-    return sample_heun(model, noise * SIGMAS[0], SIGMAS)
+def gen(candidates):
+    return sample_heun(model, candidates.noise * SIGMAS[0], SIGMAS)
 
 
 def score(batch):
@@ -141,7 +141,7 @@ def test_toy_world_chunk_size_one_reproduces_a_plain_batch_one_run(world):
     r = random_search(world.generate, world.score, world.shape, seed=3, count=5, nfe_per_candidate=world.nfe_per_candidate,
                       chunk_size=1, top_k=5)
     for c, lat in zip(r.top_k, r.top_k_samples["latents"]):
-        alone = world.generate(make_noise_batch([SeedRecipe(c.recipe.seed)], world.shape))
+        alone = world.sample(make_noise_batch([SeedRecipe(c.recipe.seed)], world.shape))
         assert torch.equal(alone.extras["latents"][0], lat)
         assert world.score(alone).item() == c.score
 

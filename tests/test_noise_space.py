@@ -97,7 +97,7 @@ def test_the_toy_student_refuses_the_self_supervised_verifier():
 
     world = ToyWorld(3, steps=2, generator="student", verifier=NeedsEarly())
     with pytest.raises(ValueError, match="student's only prediction at low noise is its final sample"):
-        world.generate(torch.randn(1, 1, 8, 8))
+        world.sample(torch.randn(1, 1, 8, 8), [0])
     teacher = ToyWorld(3, steps=4, verifier=NeedsEarly())
-    batch = teacher.generate(torch.randn(2, 1, 8, 8))
+    batch = teacher.sample(torch.randn(2, 1, 8, 8))
     assert batch.early is not None and not torch.equal(batch.early, batch.samples)

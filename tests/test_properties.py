@@ -104,7 +104,7 @@ def world(method, steps):
     m = CountingModel()
     sig = karras_sigmas(steps, 0.002, 80.0)
     sampler = sample_heun if method == "heun" else sample_euler
-    return m, sig, (lambda noise: sampler(m, noise * sig[0], sig)), sampler_nfe(method, sig)
+    return m, sig, (lambda c: sampler(m, c.noise * sig[0], sig)), sampler_nfe(method, sig)
 
 
 methods = st.sampled_from(sorted(STEPS))
@@ -162,7 +162,7 @@ def test_top_k_is_sorted_winner_is_max_ties_by_index(values, chunk, data):
     """Scores with many ties; the kept top-K is the history sorted by (score desc, index asc), truncated."""
     top_k = data.draw(st.integers(1, len(values)))
     it = iter(float(v) for v in values)
-    r = random_search(lambda noise: noise, lambda b: torch.tensor([next(it) for _ in range(len(b))]), SHAPE,
+    r = random_search(lambda c: c.noise, lambda b: torch.tensor([next(it) for _ in range(len(b))]), SHAPE,
                       seed=0, count=len(values), nfe_per_candidate=1, chunk_size=chunk, top_k=top_k)
     expected = sorted(range(len(values)), key=lambda i: (-values[i], i))[:top_k]
     assert [c.index for c in r.top_k] == expected

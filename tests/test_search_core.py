@@ -10,6 +10,7 @@ import torch
 from closed_form import MU, CountingModel
 from noise_search.samplers.ode import heun_step, sample_heun, sample_euler, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
+from noise_search.search.candidates import Candidates
 from noise_search.search.evaluate import Batch
 from noise_search.search.noise import (NeighbourRecipe, PathRecipe, SeedRecipe, make_noise_batch, recipe_from_dict,
                                        recipe_to_dict, seed_noise, sphere_neighbour)
@@ -30,7 +31,7 @@ def target_score(batch):
 def world():
     model = CountingModel()
     sigmas = karras_sigmas(8, 0.002, 80.0)
-    gen = lambda noise: sample_heun(model, noise * sigmas[0], sigmas)
+    gen = lambda c: sample_heun(model, c.noise * sigmas[0], sigmas)
     return model, sigmas, gen, sampler_nfe("heun", sigmas)
 
 
@@ -83,7 +84,7 @@ def test_random_search_winner_is_max_and_nfe_matches_model_calls(world):
     assert r.nfe == model.calls == 11 * nfe
     assert [c.nfe for c in r.history] == [nfe * (i + 1) for i in range(11)]
     # the winner's seed regenerates the kept winner sample exactly
-    again = gen(seed_noise(r.winner.recipe.seed, SHAPE))
+    again = gen(Candidates.of([r.winner.recipe], SHAPE))
     assert torch.equal(again, r.winner_sample())
 
 
@@ -155,7 +156,7 @@ def test_paths_with_no_renoising_reduce_to_plain_sampling(world):
     den, snfe = _path_args(model, sigmas)
     p = path_search(den, target_score, SHAPE, sigmas, seed=20, paths=3, width=1, start_step=2, forward_steps=0,
                     backward_steps=2, step_nfe=snfe)
-    plain = gen(make_noise_batch([SeedRecipe(20), SeedRecipe(21), SeedRecipe(22)], SHAPE))
+    plain = gen(Candidates.of([SeedRecipe(20), SeedRecipe(21), SeedRecipe(22)], SHAPE))
     order = sorted(range(3), key=lambda i: -target_score(Batch(plain[i:i + 1])).item())
     assert torch.equal(p.top_k_samples["samples"], plain[order])
 
@@ -192,11 +193,11 @@ def test_out_of_memory_halves_the_chunk(world):
     _, _, gen, nfe = world
     sizes = []
 
-    def flaky_generate(noise):
-        sizes.append(noise.shape[0])
-        if noise.shape[0] > 2:
+    def flaky_generate(candidates):
+        sizes.append(len(candidates))
+        if len(candidates) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return gen(noise)
+        return gen(candidates)
 
     r = random_search(flaky_generate, target_score, SHAPE, seed=0, count=6, nfe_per_candidate=nfe, chunk_size=8)
     ref = random_search(gen, target_score, SHAPE, seed=0, count=6, nfe_per_candidate=nfe, chunk_size=8)

@@ -11,7 +11,11 @@ from noise_search.search.random_search import random_search
 SHAPE = (1, 3, 16, 16)
 
 
-def generate(noise):
+def generate(candidates):
+    return images_of(candidates.noise)
+
+
+def images_of(noise):
     # big "decoded images" next to the latents, as a VAE would give; early x0 as the self-supervised verifier reads
     images = noise.repeat(1, 1, 4, 4).permute(0, 2, 3, 1).contiguous()
     return Batch(images, {"latent": noise.clone()}, early=images * 0.5)
@@ -31,7 +35,7 @@ def test_kept_samples_equal_brute_force_top_k(chunk, top_k):
     best = sorted(range(n), key=lambda i: (-float(s[i]), i))[:top_k]
     assert [c.index for c in r.top_k] == best
     assert torch.equal(r.top_k_samples["latent"], noises[best])
-    assert torch.equal(r.top_k_samples["samples"], generate(noises[best]).samples)
+    assert torch.equal(r.top_k_samples["samples"], images_of(noises[best]).samples)
 
 
 def test_kept_samples_hold_only_their_own_storage():

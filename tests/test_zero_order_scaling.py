@@ -23,7 +23,7 @@ def score(batch):
     return -((batch.samples - TARGET) ** 2).flatten(1).sum(1)
 
 
-def search(iterations, n=2, generate=lambda x: x, **kw):
+def search(iterations, n=2, generate=lambda c: c.noise, **kw):
     """By default an identity generator (the samples are the noises), so every kept sample is a candidate's
     noise; one chunk is one iteration."""
     return zero_order_search(generate, score, SHAPE, seed=3, neighbours_per_iter=n, iterations=iterations, lam=0.9,
@@ -45,9 +45,9 @@ def neighbour_chain(depth, lam=0.9):
 def test_deep_neighbours_recreate_the_bits_they_had_during_the_search():
     batches = []  # the noises of the last iteration (one chunk), as the search generated them
 
-    def generate(x):
-        batches[:] = [x.clone()]
-        return x
+    def generate(candidates):
+        batches[:] = [candidates.noise.clone()]
+        return candidates.noise
     result = search(2000, generate=generate)
     last = result.history[-2:]
     assert [c.recipe.depth for c in last] == [2000, 2000]
@@ -139,7 +139,7 @@ def test_the_result_json_grows_linearly_with_the_iterations():
     """Each history candidate names its pivot by candidate index instead of repeating the pivot's lineage
     (95 MB at 1,000 iterations before); the JSON reads back to equal recipes that make the same noise."""
     def run(iterations):
-        return zero_order_search(lambda n: n, lambda b: b.samples.flatten(1)[:, 0], (1, 2, 4, 4), seed=1, neighbours_per_iter=2,
+        return zero_order_search(lambda c: c.noise, lambda b: b.samples.flatten(1)[:, 0], (1, 2, 4, 4), seed=1, neighbours_per_iter=2,
                                  iterations=iterations, nfe_per_candidate=1, chunk_size=4)
     small, big = run(100), run(1000)
     per_small = len(small.to_json()) / len(small.history)
@@ -154,7 +154,7 @@ def test_the_result_json_grows_linearly_with_the_iterations():
 
 @pytest.mark.parametrize("ref", [-1, 10 ** 6, "0", True])
 def test_a_source_candidate_must_be_an_earlier_candidate(ref):
-    r = zero_order_search(lambda n: n, lambda b: b.samples.flatten(1)[:, 0], (1, 2, 4, 4), seed=1, neighbours_per_iter=2,
+    r = zero_order_search(lambda c: c.noise, lambda b: b.samples.flatten(1)[:, 0], (1, 2, 4, 4), seed=1, neighbours_per_iter=2,
                           iterations=3, nfe_per_candidate=1, chunk_size=4)
     d = json.loads(r.to_json())
     d["history"][-1]["recipe"]["source_candidate"] = ref

@@ -8,8 +8,6 @@ SiT time 0.4 (Ma et al.'s sigma = 0.4 with 0 = data, 1 = noise), i.e. EDM sigma 
 at or below it. The sCM student has no such prediction before its last step and refuses that verifier.
 """
 
-import hashlib
-
 import torch
 
 from ..samplers.ode import STEPS, sampler_nfe, step_nfe
@@ -20,12 +18,6 @@ from .load import load_classifier, load_teacher, load_student
 from .models import TrigFlowDenoiser
 
 SHAPE = (1, 1, 8, 8)
-
-
-def noise_key(noise):
-    """A seed derived from the bytes of one candidate's noise (for its sCM re-noising draws)."""
-    digest = hashlib.blake2b(noise.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF
 
 
 def to_images(x):
@@ -96,12 +88,18 @@ class ToyWorld:
 
     # -- the search core's callables -------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, noise):
-        """Noise [B, 1, 8, 8] (unit Gaussian) -> Batch of images, latents and the early x0 prediction."""
+    def generate(self, candidates):
+        """The core's ``generate``: Candidates (recipes + noise [B, 1, 8, 8]) -> Batch of images, latents and the
+        early x0 prediction. The student's re-noising draws are seeded by each candidate's ``sampler_seed``."""
+        return self.sample(candidates.noise, candidates.sampler_seeds)
+
+    @torch.no_grad()
+    def sample(self, noise, sampler_seeds=None):
+        """Unit Gaussian noise [B, 1, 8, 8] -> Batch. The student needs one seed per row for its re-noising."""
         if tuple(noise.shape[1:]) != SHAPE[1:]:
             raise ValueError(f"toy-world noise must have shape [B, 1, 8, 8], got {tuple(noise.shape)}")
         if self.generator == "student":
-            return self._generate_student(noise)
+            return self._sample_student(noise, sampler_seeds)
         sig = self.sigmas.tolist()
         early_step = self.early_step()
         x, early = noise * sig[0], None
@@ -122,15 +120,16 @@ class ToyWorld:
         times = [sigma_to_rf_time(s) for s in self.sigmas[:-1].tolist()]
         return early_prediction_call(times, rule="first_below", allow_last=not needed)[0]
 
-    def _generate_student(self, noise):
+    def _sample_student(self, noise, sampler_seeds):
         from ..samplers.scm import sample_scm
 
         self.early_step()
-
-        # re-noising draws come from a generator keyed by the candidate's own noise: reproducible per candidate
+        if sampler_seeds is None or len(sampler_seeds) != noise.shape[0]:
+            raise ValueError(f"the sCM student re-noises between its steps and needs one sampler seed per candidate "
+                             f"({noise.shape[0]}), got {None if sampler_seeds is None else len(sampler_seeds)}")
         outs = []
-        for k in range(noise.shape[0]):
-            g = torch.Generator().manual_seed(noise_key(noise[k]))
+        for k, seed in enumerate(sampler_seeds):  # one generator per candidate: independent of chunking
+            g = torch.Generator().manual_seed(int(seed))
             ns = lambda s, s_next, _g=g, _n=noise[k:k + 1]: torch.randn(_n.shape, generator=_g)
             outs.append(sample_scm(self.model, noise[k:k + 1] * self.sigmas[0], self.sigmas, noise_sampler=ns, disable=True))
         return self.decode(torch.cat(outs))

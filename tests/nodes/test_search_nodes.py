@@ -66,7 +66,8 @@ def test_winner_seed_reproduces_bit_exactly_in_ksampler(sd15, verifier, cfg):
 
 def test_batched_candidates_equal_batch_one_runs(sd15):
     from noise_search.nodes.comfy_adapters import Generator, SamplingSetup, resolve_sigmas
-    from noise_search.search.noise import SeedRecipe, make_noise_batch
+    from noise_search.search.candidates import Candidates
+    from noise_search.search.noise import SeedRecipe
     import comfy.samplers
     m = sd15
     sig = resolve_sigmas(m["model"], "euler", "normal", 3, 1.0)
@@ -74,8 +75,8 @@ def test_batched_candidates_equal_batch_one_runs(sd15):
     gen = Generator(setup)
     recipes = [SeedRecipe(s) for s in (7, 8, 9, 10)]
     with torch.inference_mode():
-        batch = gen(make_noise_batch(recipes, setup.shape))
-        singles = [gen(make_noise_batch([r], setup.shape)) for r in recipes]
+        batch = gen(Candidates.of(recipes, setup.shape))
+        singles = [gen(Candidates.of([r], setup.shape)) for r in recipes]
     lat = batch.extras["latent"]
     for i, s in enumerate(singles):
         assert torch.allclose(lat[i:i + 1], s.extras["latent"], atol=1e-3, rtol=0)

@@ -79,11 +79,11 @@ def test_out_of_memory_in_node_sampling_halves_the_chunk(sd15, verifier, monkeyp
     ref = json.loads(run(RandomSearch, **search_kwargs(sd15, verifier, chunk_size=4)).result[7])
     real, sizes = comfy_adapters.SamplingSetup.sample, []
 
-    def flaky(self, noise, *a, **k):
-        sizes.append(noise.shape[0])
-        if noise.shape[0] > 1:
+    def flaky(self, candidates, *a, **k):
+        sizes.append(len(candidates))
+        if len(candidates) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(self, noise, *a, **k)
+        return real(self, candidates, *a, **k)
 
     monkeypatch.setattr(comfy_adapters.SamplingSetup, "sample", flaky)
     got = json.loads(run(RandomSearch, **search_kwargs(sd15, verifier, chunk_size=4)).result[7])
