@@ -6,9 +6,10 @@ from ..search.noise import SeedRecipe, check_seed
 from ..search.random_search import seed_pool
 from ..search.zero_order import neighbours
 from .types import NoisePool, NoisePoolType, PoolNoise, latent_shape
+from .validation import Node
 
 
-class NoiseCandidatePool(io.ComfyNode):
+class NoiseCandidatePool(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(

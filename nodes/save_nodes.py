@@ -5,9 +5,10 @@ import json
 from comfy_api.latest import io, ui
 
 from . import reporting
+from .validation import Node
 
 
-class SaveImageWithProvenance(io.ComfyNode):
+class SaveImageWithProvenance(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(

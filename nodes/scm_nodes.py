@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..samplers.scm import MAX_STEPS, SIGMA_MAX, T_MIDS_SCM, model_sampling_renoise, sample_scm, scm_sigmas
 from ..samplers.trigflow import SIGMA_DATA
+from .validation import Node
 
 CATEGORY = "noise-search/samplers"
 
@@ -21,7 +22,7 @@ def scm_sampler_function(model, x, sigmas, extra_args=None, callback=None, disab
                       noise_sampler=noise_sampler, renoise=model_sampling_renoise(ms))
 
 
-class SCMSampler(io.ComfyNode):
+class SCMSampler(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -49,7 +50,7 @@ def sigma_space(ms):
     return "edm", None
 
 
-class SCMSigmas(io.ComfyNode):
+class SCMSigmas(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -57,19 +58,23 @@ class SCMSigmas(io.ComfyNode):
             display_name="sCM Sigmas",
             category=CATEGORY,
             description="Sigmas for the sCM sampler from TrigFlow times [t_max, t_mid, ..., 0], converted into the connected "
-                        "MODEL's sigma space (EDM / discrete: sigma_d tan t, snapped to a discrete model's table; flow: "
-                        "sin t / (sin t + cos t)). Paper defaults: t_max = atan(80 / 0.5), t_mid = 1.1.",
+                        "MODEL's sigma space through the EDM-equivalent sigma = sigma_data tan t (EDM / discrete: that sigma, "
+                        "snapped to a discrete model's table; flow: s = sigma / (1 + sigma)). Paper defaults: t_max = "
+                        "atan(80 / 0.5), t_mid = 1.1.",
             inputs=[
                 io.Model.Input("model", tooltip="The model whose sigma space the sigmas are given in."),
                 io.Int.Input("steps", default=2, min=1, max=MAX_STEPS, tooltip="Consistency steps = model evaluations (1 to 4)."),
                 io.Float.Input("t_max", default=0.0, min=0.0, max=math.pi / 2, step=0.0001, round=False,
-                               tooltip="First TrigFlow time; 0 = atan(sigma_max / sigma_data) (1.5645 for 80 / 0.5). "
+                               tooltip="First TrigFlow time; 0 = atan(80 / sigma_data), the paper's EDM start (1.5645 when sigma_data is 0 or 0.5). "
                                        "SANA-Sprint uses 1.5708."),
                 io.Float.Input("t_mid", default=1.1, min=0.0, max=math.pi / 2, step=0.01, round=False,
                                tooltip="Intermediate time of the 2-step sampler (paper 1.1; SANA-Sprint 1.3); 3-4 steps continue "
                                        "with 0.8 and 0.5. 0 = those defaults."),
-                io.Float.Input("sigma_data", default=SIGMA_DATA, min=0.001, max=100.0, step=0.01, round=False,
-                               tooltip="TrigFlow sigma_d of the model (0.5 in the sCM paper and SANA-Sprint)."),
+                io.Float.Input("sigma_data", default=0.0, min=0.0, max=100.0, step=0.01, round=False,
+                               tooltip="Data standard deviation in the model's latent units (TrigFlow sigma_d), used in every "
+                                       "model family: sigma = sigma_data tan t. 0 = the family's usual value: 0.5 for "
+                                       "SD1.5 / SDXL / EDM models (the sCM paper's), 1.0 for flow models (SD3, FLUX, Wan; "
+                                       "SANA-Sprint's time map)."),
             ],
             outputs=[io.Sigmas.Output(display_name="SIGMAS", tooltip="steps + 1 descending sigmas ending in 0.")],
         )
@@ -81,7 +86,7 @@ class SCMSigmas(io.ComfyNode):
         mids = None
         if t_mid > 0 and steps > 1:
             mids = [float(t_mid)] + list(T_MIDS_SCM[int(steps)][1:])
-        sig = scm_sigmas(int(steps), sigma_data=float(sigma_data), t_max=float(t_max) if t_max > 0 else None, t_mid=mids,
+        sig = scm_sigmas(int(steps), sigma_data=float(sigma_data) if sigma_data > 0 else None, t_max=float(t_max) if t_max > 0 else None, t_mid=mids,
                          sigma_max=SIGMA_MAX, space=space, model_sigmas=table)
         if space == "edm":
             top = float(ms.sigma_max)
@@ -113,7 +118,7 @@ def trigflow_model_sampling(sigma_data, sigma_max, time_scale):
     return ms
 
 
-class TrigFlowModelSampling(io.ComfyNode):
+class TrigFlowModelSampling(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(

@@ -6,14 +6,15 @@ import json
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..search.noise import make_noise_batch
+from ..search.candidates import Candidates
 from ..search.result import rank_key
-from . import reporting
-from .comfy_adapters import Generator, Progress, RowSeeds, SamplingSetup, Scorer, resolve_sigmas, row_key
+from . import memory, reporting
+from .comfy_adapters import Generator, Progress, SamplingSetup, Scorer, resolve_sigmas
 from .types import VerifierType
 
 CATEGORY = "noise-search/search"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
+NAMES = {"random": "Random Search", "zero_order": "Zero-Order Search", "paths": "Search over Paths"}
 
 
 def head_inputs():
@@ -51,14 +52,15 @@ def tail_inputs(proxy=True):
                      tooltip="Search NFE budget (model evaluations per sample, summed over candidates); 0 = no budget, "
                              "the count / iterations decide."),
         io.Int.Input("chunk_size", default=4, min=1, max=4096,
-                     tooltip="Candidates generated and scored as one batch. Bigger is faster on a GPU; an out-of-memory error "
-                             "halves it and the search goes on."),
+                     tooltip="Candidates generated and scored as one batch. Bigger is faster on a GPU. Made smaller up front "
+                             "where ComfyUI's memory estimate says it does not fit (logged, and in the provenance); an "
+                             "out-of-memory error halves it and the search goes on."),
         io.Int.Input("top_k", default=4, min=1, max=256, tooltip="How many best candidates to keep (top-K IMAGE batch, human pick)."),
     ]
     if proxy:
         out.append(io.Int.Input("proxy_steps", default=0, min=0, max=10000,
-                                tooltip="Cheap proxy: score candidates sampled with this many steps, then render only the winner "
-                                        "at full steps. 0 = off."))
+                                tooltip="Cheap proxy: score candidates sampled with this many steps (fewer than steps), then render "
+                                        "only the winner at full steps. 0 = off."))
     out += [
         io.Sampler.Input("sampler", optional=True,
                          tooltip="Optional SAMPLER (e.g. the sCM 2-Step Sampler) that generates candidates instead of sampler_name."),
@@ -117,6 +119,9 @@ class SearchContext:
                 raise ValueError(f"SIGMAS must hold at least 2 values (steps + 1), got shape {tuple(full.shape)}")
             search = full
         else:
+            if proxy_steps >= steps:  # a "cheap proxy" at least as dear as the render it stands for
+                raise ValueError(f"proxy_steps must be in [0, {steps - 1}] (below steps={steps}: the proxy search is cheaper than "
+                                 f"the final render; 0 = off), got {proxy_steps}")
             name = kw["sampler_name"]
             full = resolve_sigmas(model, name, kw["scheduler"], steps, denoise)
             search = resolve_sigmas(model, name, kw["scheduler"], proxy_steps, denoise) if proxy_steps else full
@@ -127,11 +132,14 @@ class SearchContext:
         self.shape = self.setup.shape
         self.budget = int(kw.get("budget") or 0) or None
         self.chunk_size, self.top_k = int(kw["chunk_size"]), int(kw["top_k"])
+        # before any model call: the largest chunk up to chunk_size this host can sample (or a refusal)
+        self.memory = memory.plan_chunk(self.setup.model, kw["vae"], kw["positive"], kw["negative"], self.shape, self.chunk_size,
+                                        kw["cfg"], what=NAMES.get(algorithm, algorithm))
+        self.chunk_size = self.memory["chunk_size"]
         self.seed = int(kw["seed"])
         self.pick = int(kw.get("pick", -1) if kw.get("pick") is not None else -1)
         self.progress = Progress(self.setup.model)
-        self.row_seeds = RowSeeds(self.shape)
-        self.generator = Generator(self.setup, self.progress, self.row_seeds, need_early=self.scorer.needs_early,
+        self.generator = Generator(self.setup, self.progress, need_early=self.scorer.needs_early,
                                    final_sigmas=full if proxy_steps else None)
         self.node_id = self.prompt = self.extra_pnginfo = None
 
@@ -146,7 +154,7 @@ class SearchContext:
 
     def extra(self):
         return {"sampling": self.sampling_info(), "verifiers": self.scorer.describe(), "final_nfe": self.generator.final_nfe,
-                "node": self.node_id}
+                "early_time": self.generator.early_time, "memory": self.memory, "node": self.node_id}
 
     # callbacks for the core
     def on_scored(self, cands, result):
@@ -160,7 +168,7 @@ class SearchContext:
     def calibrate(self, first_recipe):
         """Measure model calls per candidate on the search's first candidate (cached for the search)."""
         self.progress.on_step(0, 1)
-        return self.generator.calibrate(make_noise_batch([first_recipe], self.shape))
+        return self.generator.calibrate(Candidates.of([first_recipe], self.shape))
 
     def apply_final_scores(self, result):
         """Ensembles: re-rank every candidate against the whole pool, re-order the kept top-K."""
@@ -195,9 +203,8 @@ def finish(cls, ctx, result, render_recipe=None):
         chosen, picked_by = best, "verifier"
     try:  # a cancel during the final render still leaves the finished search's best in the temp folder
         if render_recipe is None:
-            rows = make_noise_batch([chosen.recipe], ctx.shape)
-            use_kept = chosen.index in kept and row_key(rows[0]) in ctx.generator.exact
-            batch = None if use_kept else ctx.generator.render(rows)
+            use_kept = chosen.index in kept and chosen.recipe in ctx.generator.exact
+            batch = None if use_kept else ctx.generator.render(Candidates.of([chosen.recipe], ctx.shape))
         else:
             use_kept = chosen.index in kept
             batch = None if use_kept else render_recipe(chosen.recipe)

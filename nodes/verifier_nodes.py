@@ -13,12 +13,14 @@ from comfy_api.latest import io
 from . import reporting
 from .comfy_adapters import Scorer
 from .types import HostVerifier, VerifierType
+from .validation import Node
 
 FOLDER = "verifiers"
 CATEGORY = "noise-search/verifiers"
 FALLBACK_KINDS = ["clip_score", "pick_score", "hpsv2", "hpsv2.1", "aesthetic", "image_reward", "clip_zero_shot", "dino_linear",
                   "self_supervised", "classifier", "vlm_grader"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+WHERE = "put a verifier folder or file in ComfyUI/models/verifiers, or add a 'verifiers:' path to extra_model_paths.yaml"
 
 
 def register_folder():
@@ -57,8 +59,7 @@ def resolve_entry(name):
         p = os.path.join(base, *name.split("/"))
         if os.path.exists(p):
             return p
-    raise FileNotFoundError(f"verifier {name!r} not found in {folder_paths.get_folder_paths(FOLDER)} "
-                            "(put a verifier folder or file in ComfyUI/models/verifiers, or add a 'verifiers:' path to extra_model_paths.yaml)")
+    raise FileNotFoundError(f"verifier {name!r} not found in {folder_paths.get_folder_paths(FOLDER)} ({WHERE})")
 
 
 def verifier_kinds():
@@ -69,6 +70,14 @@ def verifier_kinds():
         logging.warning("noise-search: verifier registry unavailable (%s); listing the default kinds", err)
         return list(FALLBACK_KINDS)
     return [k for k in registry.available() if k != "ensemble"]
+
+
+def clip_score_scales():
+    try:
+        from ..verifiers.clip import CLIP_SCORE_SCALES
+    except ImportError:  # as verifier_kinds: the verifier library is optional at schema time
+        return ["cosine", "hessel", "torchmetrics"]
+    return list(CLIP_SCORE_SCALES)
 
 
 def torch_modules(verifier):
@@ -94,7 +103,21 @@ def host_verifier(verifier, kind, source, device="default"):
     return HostVerifier(verifier, patcher, kind, source)
 
 
-class VerifierLoader(io.ComfyNode):
+def download_progress():
+    """ComfyUI progress bars for ``verifiers.weights.ensure``: one per file, in bytes."""
+    import comfy.utils
+    bars = {}
+
+    def progress(done, total, name):
+        if name not in bars:
+            bars[name] = comfy.utils.ProgressBar(total or 1)
+        bars[name].update_absolute(done, total or max(done, 1))
+    return progress
+
+
+class VerifierLoader(Node):
+    COMBO_HINTS = {"name": WHERE}  # the names are what models/verifiers holds now
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -115,14 +138,24 @@ class VerifierLoader(io.ComfyNode):
                                tooltip="Weight dtype; 'auto' = fp16 where ComfyUI would use it for this device, else fp32."),
                 io.String.Input("options", default="", multiline=False, optional=True,
                                 tooltip="Optional JSON of extra loader options, e.g. {\"num_classes\": 10} for a TorchScript classifier."),
+                io.Combo.Input("clip_score_scale", options=clip_score_scales(), default="cosine", optional=True,
+                               tooltip="kind clip_score only: cosine = raw cosine; hessel = 2.5*max(cos,0), the scale of the paper's "
+                                       "CLIPScore numbers; torchmetrics = max(100*cos,0). All three rank images alike."),
+                io.Boolean.Input("download_if_missing", default=False, optional=True,
+                                 tooltip="Opt-in: when files of this kind are missing from the chosen folder, download its published "
+                                         "weights from the Hugging Face Hub into it first (resumable, size/sha256 checked; refused "
+                                         "under HF_HUB_OFFLINE=1). Off: the loader never touches the network."),
             ],
             outputs=[VerifierType.Output(display_name="VERIFIER", tooltip="The loaded verifier, for Verifier Score and the search nodes.")],
         )
 
     @classmethod
-    def execute(cls, name, kind, device, dtype, options="") -> io.NodeOutput:
+    def execute(cls, name, kind, device, dtype, options="", clip_score_scale="cosine", download_if_missing=False) -> io.NodeOutput:
         from ..verifiers.registry import load_verifier
         path = resolve_entry(name)
+        if download_if_missing:
+            from ..verifiers.weights import ensure
+            path = ensure(kind, path, allow_download=True, progress=download_progress())
         opts = {}
         if options and options.strip():
             try:
@@ -136,11 +169,17 @@ class VerifierLoader(io.ComfyNode):
             td = torch.float16 if dev.type != "cpu" and mm.should_use_fp16(dev) else torch.float32
         else:
             td = DTYPES[dtype]
+        scale = clip_score_scale or "cosine"  # a value outside the list was refused by validation.Node
+        if scale != "cosine":  # left at the default, the scale comes from options (if any)
+            if kind != "clip_score" or opts.get("scale", scale) != scale:
+                raise ValueError(f"clip_score_scale {scale!r} needs kind 'clip_score' and no other scale in options; "
+                                 f"got kind {kind!r}, options scale {opts.get('scale')!r}")
+            opts["scale"] = scale
         v = load_verifier(kind, path, device="cpu", dtype=td, **opts)
         return io.NodeOutput(host_verifier(v, kind, name, device))
 
 
-class VerifierScore(io.ComfyNode):
+class VerifierScore(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -155,7 +194,8 @@ class VerifierScore(io.ComfyNode):
                 VerifierType.Input("verifier", tooltip="The verifier (Verifier Loader)."),
                 io.String.Input("prompt", multiline=True, default="", tooltip="Text for prompt verifiers (CLIPScore, PickScore, ...)."),
                 io.Int.Input("class_id", default=-1, min=-1, max=1_000_000, tooltip="Class id for class verifiers; -1 = none."),
-                io.Int.Input("top_k", default=4, min=1, max=4096, tooltip="How many best images go to the top_k output."),
+                io.Int.Input("top_k", default=4, min=1, max=4096,
+                             tooltip="How many best images go to the top_k output (1 to the number of images)."),
                 VerifierType.Input("verifier_2", optional=True, tooltip="Optional second verifier (ensemble)."),
                 VerifierType.Input("verifier_3", optional=True, tooltip="Optional third verifier (ensemble)."),
                 io.Combo.Input("ensemble", options=["mean_rank", "zscore"], default="mean_rank", optional=True,
@@ -178,6 +218,10 @@ class VerifierScore(io.ComfyNode):
     @classmethod
     def execute(cls, images, verifier, prompt, class_id, top_k, verifier_2=None, verifier_3=None, ensemble="mean_rank",
                 early_images=None, pick=-1) -> io.NodeOutput:
+        n = int(images.shape[0])
+        if not 1 <= int(top_k) <= n:  # as the search nodes: asking to keep more than there is is an error, not a clamp
+            raise ValueError(f"top_k must be in [1, {n}] (the number of images to score), got {top_k}; "
+                             "lower top_k or score more images")
         vs = [v for v in (verifier, verifier_2, verifier_3) if v is not None]
         scorer = Scorer(vs, prompt or "", int(class_id), ensemble or "mean_rank")
         if scorer.needs_early and early_images is None:
@@ -190,7 +234,7 @@ class VerifierScore(io.ComfyNode):
             scores = raw[scorer.names[0]]
         scores = scores.double().cpu()
         order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
-        k = min(int(top_k), len(order))
+        k = int(top_k)
         top = order[:k]
         pick = -1 if pick is None else int(pick)
         if pick >= 0 and pick not in top:

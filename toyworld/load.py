@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import PackError
 from .models import DigitClassifier, TrigFlowDenoiser, TrigFlowNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -28,7 +29,7 @@ KINDS = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(PackError, RuntimeError):
     """A toy-world weights file is unreadable or does not fit its model."""
 
 

@@ -204,6 +204,44 @@ def test_progress_events_and_cancel_keeps_best(server):
     assert json.loads(png.text["noise_search"])["completed"] is False and "prompt" in png.text
 
 
+def execution_error(h):
+    """The ``execution_error`` a finished prompt's /history reports (it must have failed)."""
+    assert h["status"]["status_str"] == "error", json.dumps(h["status"], indent=1)[-3000:]
+    errs = [m[1] for m in h["status"]["messages"] if m[0] == "execution_error"]
+    assert len(errs) == 1, h["status"]["messages"]
+    return errs[0]
+
+
+def test_a_combo_value_outside_its_list_is_refused(server):
+    """This ComfyUI's /prompt lets a V3 combo value outside its options through; the node refuses it before sampling,
+    naming the input, the value and the valid values (docs/bad-inputs.md N12)."""
+    g = json.loads((HERE / "graphs" / "random_search_clipscore_sd15.json").read_text())
+    g["6"]["inputs"]["scheduler"] = "bogus"
+    try:
+        pid = http(server.url + "/prompt", {"prompt": g, "client_id": uuid.uuid4().hex})["prompt_id"]
+    except urllib.error.HTTPError as err:  # a ComfyUI that validates V3 combos refuses it at /prompt: fine too
+        body = err.read().decode()
+        assert err.code == 400 and "scheduler" in body and "bogus" in body, body
+        return
+    err = execution_error(server.wait(pid))
+    assert err["node_id"] == "6" and err["node_type"] == "RandomSearch_NoiseSearch"
+    assert err["exception_type"] == "ValueError"
+    msg = err["exception_message"]
+    assert msg.startswith("scheduler must be one of [") and "'normal'" in msg and "got 'bogus'" in msg, msg
+
+
+def test_pack_errors_are_named_without_the_custom_nodes_folder(server):
+    """ComfyUI imports the pack under its folder path and reports ``module.qualname`` of an exception: the pack's own
+    errors read ``noise_search.<module>.<class>`` (not ``/.../custom_nodes/noise_search.verifiers.files...``)."""
+    (server.base / "models" / "verifiers" / "empty_verifier").mkdir(exist_ok=True)
+    g = json.loads((HERE / "graphs" / "random_search_clipscore_sd15.json").read_text())
+    g["5"]["inputs"]["name"] = "empty_verifier"
+    err = execution_error(server.wait(server.post(g)["prompt_id"]))
+    assert err["node_type"] == "VerifierLoader_NoiseSearch"
+    assert err["exception_type"] == "noise_search.verifiers.files.MissingWeightsError", err["exception_type"]
+    assert "clip_score verifier: config.json not found in" in err["exception_message"]
+
+
 # User-sized values of the example workflows; their API twins here use tiny sizes so the e2e runs on a CPU.
 EXAMPLE_OVERRIDES = {
     "random_search_clipscore_sd15": {"4": {"width": 512, "height": 512}, "6": {"steps": 20, "proxy_steps": 8, "count": 16, "chunk_size": 4, "top_k": 4}},

@@ -14,13 +14,18 @@ def test_scm_two_steps_in_sampler_custom_advanced(request, which):
     from noise_search.nodes.scm_nodes import SCMSampler, SCMSigmas
     m = request.getfixturevalue(which)
     sampler = SCMSampler.execute().result[0]
-    sig = SCMSigmas.execute(model=m["model"], steps=2, t_max=0.0, t_mid=1.1, sigma_data=0.5).result[0]
+    sig = SCMSigmas.execute(model=m["model"], steps=2, t_max=0.0, t_mid=1.1, sigma_data=0.0).result[0]
     assert sig.shape == (3,) and float(sig[-1]) == 0 and float(sig[0]) > float(sig[1]) > 0
-    if which == "sd3":  # flow space: s = sin t / (sin t + cos t)
+    ms = m["model"].get_model_object("model_sampling")
+    if which == "sd3":  # flow space, sigma_data auto = 1: s = sin t / (sin t + cos t) (SANA-Sprint's map)
         assert abs(float(sig[1]) - math.sin(1.1) / (math.sin(1.1) + math.cos(1.1))) < 1e-6
+        # an explicit sigma_data is honoured: s = sigma / (1 + sigma) with sigma = sigma_data tan t
+        half = SCMSigmas.execute(model=m["model"], steps=2, t_max=0.0, t_mid=1.1, sigma_data=0.5).result[0]
+        assert abs(float(half[1]) - 0.5 * math.tan(1.1) / (1 + 0.5 * math.tan(1.1))) < 1e-6
     else:  # discrete SD1.5: clipped to the table's largest sigma, t_mid snapped to the table
-        ms = m["model"].get_model_object("model_sampling")
         assert abs(float(sig[0]) - float(ms.sigma_max)) < 1e-4
+        explicit = SCMSigmas.execute(model=m["model"], steps=2, t_max=0.0, t_mid=1.1, sigma_data=0.5).result[0]
+        assert torch.equal(sig, explicit)  # auto is the paper's 0.5 on EDM-type models
     a = custom_advanced(m, 11, sampler, sig)
     b = custom_advanced(m, 11, sampler, sig)
     c = custom_advanced(m, 12, sampler, sig)
@@ -42,12 +47,13 @@ def test_scm_sampler_as_search_generator(sd15, verifier):
                                               sigmas=sig, pick=0))
     assert first.result[2] == 100 and torch.equal(first.result[0]["samples"], custom_advanced(sd15, 100, sampler, sig))
     # and batched candidates draw the same re-noise as batch-1 runs
-    from noise_search.nodes.comfy_adapters import Generator, RowSeeds, SamplingSetup
-    from noise_search.search.noise import SeedRecipe, make_noise_batch
+    from noise_search.nodes.comfy_adapters import Generator, SamplingSetup
+    from noise_search.search.candidates import Candidates
+    from noise_search.search.noise import SeedRecipe
     setup = SamplingSetup(sd15["model"], sd15["positive"], sd15["negative"], sd15["latent"], sd15["vae"], sampler, sig, 1.0)
-    gen = Generator(setup, row_seeds=RowSeeds(setup.shape, [3, 4]))
+    gen = Generator(setup)
     with torch.inference_mode():
-        both = gen(make_noise_batch([SeedRecipe(3), SeedRecipe(4)], setup.shape)).extras["latent"]
+        both = gen(Candidates.of([SeedRecipe(3), SeedRecipe(4)], setup.shape)).extras["latent"]
     assert torch.allclose(both[1:], custom_advanced(sd15, 4, sampler, sig), atol=1e-3, rtol=0)
 
 
@@ -153,3 +159,25 @@ def test_verifier_score_ensemble_ranks_over_the_batch(verifier):
                                      ensemble="mean_rank")
     assert both.result[0] == ranks(torch.tensor(single)).tolist()  # two identical members: mean rank = rank
     assert "classifier#2" in both.result[4]
+
+
+def test_verifier_loader_downloads_only_when_asked(comfy_env, monkeypatch, tmp_path):
+    """download_if_missing is an explicit opt-in: off, the loader never calls the downloader; on, it fetches into the
+    chosen folder first (verifiers.weights.ensure, tested against a loopback hub in tests/test_weights_download.py),
+    and offline it stops with the downloader's one-line error."""
+    from noise_search.nodes.verifier_nodes import VerifierLoader
+    from noise_search.verifiers import weights
+    folder = comfy_env["verifiers"] / "image_reward_empty"
+    folder.mkdir(exist_ok=True)
+    calls = []
+    monkeypatch.setattr(weights, "download", lambda kind, target, **kw: calls.append((kind, target)))
+    with pytest.raises(Exception, match="ImageReward.pt"):
+        VerifierLoader.execute(name="image_reward_empty", kind="image_reward", device="cpu", dtype="fp32")
+    assert calls == []
+    with pytest.raises(Exception):  # the mocked download leaves the folder empty: the loader then names what is missing
+        VerifierLoader.execute(name="image_reward_empty", kind="image_reward", device="cpu", dtype="fp32", download_if_missing=True)
+    assert calls == [("image_reward", str(folder))]
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(Exception, match="HF_HUB_OFFLINE"):
+        VerifierLoader.execute(name="image_reward_empty", kind="image_reward", device="cpu", dtype="fp32", download_if_missing=True)
