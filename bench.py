@@ -7,9 +7,11 @@ its verdict) and writes it with the PNG plots to ``--out``. The measuring code i
 import json
 import sys
 
+from .cli import UsageError, output_folder
+
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="measurements on the embedded toy world (paper fidelity)")
+    p = sub.add_parser("bench", description="Measurements on the embedded toy world (paper fidelity).")
     which = p.add_subparsers(dest="bench", required=True)
     f = which.add_parser("fidelity", help="reproduce the papers' findings on the toy world, with numbers and plots")
     f.add_argument("--quick", action="store_true", help="a smaller run (1 seed, budgets to 32 candidates, 50 winners): ~1-2 min")
@@ -23,19 +25,17 @@ def add_parser(sub):
 
 
 def run_fidelity(args):
-    from .toyworld import fidelity
-
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     bad = [x for x in parts if x not in ("f1", "f2", "f3", "f4")]
     if not parts or bad:
-        raise SystemExit(f"--parts must be a comma-separated subset of f1,f2,f3,f4, got {args.parts!r}")
+        raise UsageError(f"--parts must be a comma-separated subset of f1,f2,f3,f4, got {args.parts!r}")
     if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-    try:
-        report = fidelity.run_fidelity("quick" if args.quick else "full", out=args.out, parts=parts, threads=args.threads,
-                                       merge=args.merge)
-    except ValueError as err:
-        raise SystemExit(f"bench fidelity: {err}") from err
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    output_folder(args.out)  # a bad --out fails now, not after minutes of measuring
+    from .toyworld import fidelity
+
+    report = fidelity.run_fidelity("quick" if args.quick else "full", out=args.out, parts=parts, threads=args.threads,
+                                   merge=args.merge)
     json.dump(report, sys.stdout, indent=1)
     sys.stdout.write("\n")
     print("\n" + fidelity.markdown_tables(report) + "\n" + fidelity.summary_text(report), file=sys.stderr)

@@ -1,6 +1,8 @@
 """Pictures of a search, drawn with PIL only: a ranked candidate grid and a score-vs-NFE chart.
 Shared by the CLI demo and the ComfyUI nodes (which turn the PIL image into an IMAGE tensor)."""
 
+import math
+
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -32,14 +34,40 @@ def pil_to_image(img):
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)[None]
 
 
+def fit_text(draw, text, font, width):
+    """``text`` cut to ``width`` pixels with "..." when it is longer: a label never runs into the next tile."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "..."
+
+
+def candidate_label(recipe):
+    """Two short lines that tell a search's candidates apart in a grid (the full recipe is in the JSON):
+    a seed; a zero-order neighbour by iteration and index, with the pivot it was drawn around; a path by its
+    initial seed and the branch it took in each round ("branches 5-3-1": branch 5 of round 1, 3 of round 2...)."""
+    kind = getattr(recipe, "kind", None)
+    if kind == "neighbour":
+        pivot = recipe.pivot
+        around = f"iter {pivot.iteration} nbr {pivot.index}" if getattr(pivot, "kind", None) == "neighbour" else pivot.describe()
+        return f"iter {recipe.iteration}, nbr {recipe.index}\npivot: {around}"
+    if kind == "path":
+        return f"path of {recipe.root().describe()}\nbranches {'-'.join(str(link.index) for link in recipe.chain())}"
+    return recipe.describe()
+
+
 def candidate_grid(images, scores, labels=None, winner=0, columns=8, cell=96):
-    """Candidates (best first) in a grid with their scores; the winner gets a gold frame."""
+    """Candidates (best first) in a grid with their rank and score; the winner gets a gold frame.
+    ``labels``: one per candidate, up to two lines (``candidate_label``), each cut to the tile's width."""
     n = len(images)
     if n == 0:
         raise ValueError("candidate_grid needs at least one image")
     cols = max(1, min(columns, n))
     rows = (n + cols - 1) // cols
-    pad, text_h = 6, 30
+    pad, line_h = 6, 13
+    label_lines = [str(t).splitlines()[:2] for t in labels] if labels is not None else [[] for _ in range(n)]
+    text_h = line_h * (1 + max(len(lines) for lines in label_lines)) + 4
     img = Image.new("RGB", (cols * (cell + pad) + pad, rows * (cell + text_h + pad) + pad), (250, 250, 250))
     draw, font = ImageDraw.Draw(img), _font(11)
     for i in range(n):
@@ -49,43 +77,78 @@ def candidate_grid(images, scores, labels=None, winner=0, columns=8, cell=96):
         img.paste(tile, (x0, y0))
         if i == winner:
             draw.rectangle([x0 - 3, y0 - 3, x0 + cell + 2, y0 + cell + 2], outline=WINNER, width=3)
-        label = f"#{i + 1}  {scores[i]:.3f}"
-        draw.text((x0, y0 + cell + 2), label, fill=(0, 0, 0), font=font)
-        if labels is not None:
-            draw.text((x0, y0 + cell + 15), str(labels[i])[:18], fill=(90, 90, 90), font=font)
+        draw.text((x0, y0 + cell + 2), f"#{i + 1}  {scores[i]:.3f}", fill=(0, 0, 0), font=font)
+        for k, line in enumerate(label_lines[i]):
+            draw.text((x0, y0 + cell + 2 + line_h * (k + 1)), fit_text(draw, line, font, cell), fill=(90, 90, 90), font=font)
     return img
 
 
-def score_vs_nfe_plot(curves, width=640, height=400, title="best score vs search NFE", baseline=None):
-    """Line chart of {name: [(nfe, best_score), ...]}; ``baseline`` draws a dashed horizontal reference."""
+def nice_ticks(lo, hi, count=5):
+    """About ``count`` round tick values covering [lo, hi], and their step (1, 2 or 5 times a power of ten,
+    the nearest to an even split): axes read 10, 12, 14 rather than 9.03, 11.1, 13.2."""
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    raw = (hi - lo) / max(1, count - 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    fraction = raw / power
+    step = power * (1 if fraction < 1.5 else 2 if fraction < 3 else 5 if fraction < 7 else 10)
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(k * step, 10) for k in range(first, last + 1)], step
+
+
+def tick_text(value, step):
+    """A tick value with as many decimals as its step needs (0.5 -> one, 0.02 -> two, 100 -> none)."""
+    decimals = 0
+    while decimals < 6 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
+        decimals += 1
+    return f"{value:.{decimals}f}"
+
+
+def _vertical_text(img, text, x, y_mid, font, fill):
+    """Draw ``text`` turned 90 degrees (reading upwards), centred on ``y_mid``: the y-axis label."""
+    w = int(ImageDraw.Draw(img).textlength(text, font=font)) + 2
+    strip = Image.new("RGB", (w, 16), "white")
+    ImageDraw.Draw(strip).text((1, 1), text, fill=fill, font=font)
+    strip = strip.rotate(90, expand=True)
+    img.paste(strip, (x, int(y_mid - strip.height / 2)))
+
+
+def _dashed(d, x0, x1, y, fill):
+    for x in range(int(x0), int(x1), 10):
+        d.line([x, y, min(x + 5, x1), y], fill=fill)
+
+
+def score_vs_nfe_plot(curves, width=640, height=400, title="best score vs search NFE", baseline=None, y_label="best score"):
+    """Line chart of {name: [(nfe, best_score), ...]} (best-so-far steps); ``baseline`` draws a dashed
+    horizontal reference ("no search"). The legend is a row above the plot, so nothing is written over a curve."""
     pts = [p for c in curves.values() for p in c]
     if not pts:
         raise ValueError("score_vs_nfe_plot needs at least one point")
-    xs = [p[0] for p in pts]
     ys = [p[1] for p in pts] + ([baseline] if baseline is not None else [])
-    x_lo, x_hi = 0, max(xs) or 1
-    y_lo, y_hi = min(ys), max(ys)
-    if y_hi - y_lo < 1e-9:
-        y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
-    margin = (y_hi - y_lo) * 0.08
-    y_lo, y_hi = y_lo - margin, y_hi + margin
-    L, R, T, B = 64, 16, 30, 44
+    pad = (max(ys) - min(ys)) * 0.04
+    y_ticks, y_step = nice_ticks(min(ys) - pad, max(ys) + pad)
+    x_lo, x_hi = 0, max(p[0] for p in pts) or 1  # the x axis ends at the budget spent, ticks inside it
+    x_ticks, x_step = nice_ticks(x_lo, x_hi, count=8)
+    x_ticks = [x for x in x_ticks if x <= x_hi]
+    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+    L, R, T, B = 72, 16, 48, 46
     img = Image.new("RGB", (width, height), "white")
     d, font = ImageDraw.Draw(img), _font(12)
     px = lambda x: L + (x - x_lo) / (x_hi - x_lo) * (width - L - R)
     py = lambda y: height - B - (y - y_lo) / (y_hi - y_lo) * (height - T - B)
-    d.rectangle([L, T, width - R, height - B], outline=(160, 160, 160))
-    for k in range(5):
-        yv = y_lo + (y_hi - y_lo) * k / 4
-        xv = x_lo + (x_hi - x_lo) * k / 4
+    for yv in y_ticks:
         d.line([L, py(yv), width - R, py(yv)], fill=(235, 235, 235))
-        d.text((4, py(yv) - 7), f"{yv:.3g}", fill=(60, 60, 60), font=font)
-        d.text((px(xv) - 12, height - B + 6), f"{xv:.0f}", fill=(60, 60, 60), font=font)
-    d.text((width // 2 - 40, height - 18), "search NFE", fill=(0, 0, 0), font=font)
-    d.text((L, 8), title, fill=(0, 0, 0), font=font)
+        text = tick_text(yv, y_step)
+        d.text((L - 6 - d.textlength(text, font=font), py(yv) - 7), text, fill=(60, 60, 60), font=font)
+    for xv in x_ticks:
+        text = tick_text(xv, x_step)
+        d.text((px(xv) - d.textlength(text, font=font) / 2, height - B + 6), text, fill=(60, 60, 60), font=font)
+    d.rectangle([L, T, width - R, height - B], outline=(160, 160, 160))
+    d.text((L + (width - L - R) / 2 - d.textlength("search NFE", font=font) / 2, height - 20), "search NFE", fill=(0, 0, 0), font=font)
+    _vertical_text(img, y_label, 4, T + (height - T - B) / 2, font, (0, 0, 0))
+    d.text((L, 6), title, fill=(0, 0, 0), font=font)
     if baseline is not None:
-        for x in range(L, width - R, 10):
-            d.line([x, py(baseline), x + 5, py(baseline)], fill=(120, 120, 120))
+        _dashed(d, L + 1, width - R - 1, py(baseline), (120, 120, 120))
     for k, (name, curve) in enumerate(curves.items()):
         col = PALETTE[k % len(PALETTE)]
         pts = [(px(x), py(y)) for x, y in curve]
@@ -99,13 +162,13 @@ def score_vs_nfe_plot(curves, width=640, height=400, title="best score vs search
             d.line(steps, fill=col, width=2)
         for p in pts:
             d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=col)
-    # legend in the lower-right corner (best-so-far curves rise, so it rarely hides a line), on white
-    lx, ly = width - R - 150, height - B - 10 - 16 * len(curves)
-    d.rectangle([lx - 6, ly - 4, width - R - 4, height - B - 4], fill="white", outline=(200, 200, 200))
+    # legend: one row between the title and the plot
+    x = L
     for k, name in enumerate(curves):
-        col = PALETTE[k % len(PALETTE)]
-        d.rectangle([lx, ly + 3 + 16 * k, lx + 10, ly + 13 + 16 * k], fill=col)
-        d.text((lx + 15, ly + 1 + 16 * k), name, fill=(0, 0, 0), font=font)
+        d.rectangle([x, 31, x + 10, 41], fill=PALETTE[k % len(PALETTE)])
+        d.text((x + 15, 29), name, fill=(0, 0, 0), font=font)
+        x += 15 + d.textlength(name, font=font) + 18
     if baseline is not None:
-        d.text((L + 6, py(baseline) - 15), "no search", fill=(110, 110, 110), font=font)
+        _dashed(d, x, x + 22, 36, (120, 120, 120))
+        d.text((x + 27, 29), "no search (one sample)", fill=(0, 0, 0), font=font)
     return img

@@ -270,10 +270,13 @@ def test_cli_scores_images(tmp_path, capsys):
     assert set(json.loads(capsys.readouterr().out)) == {"path", "score"}
     assert cli.main(["score", "--verifier", "x", "--list"]) == 0
     assert "image_reward" in capsys.readouterr().out.split()
-    assert cli.main(["score", "--verifier", "nope", "--weights", str(folder), "--prompt", "a", paths[0]]) == 2
-    assert "score: unknown verifier 'nope'; valid names: clip_score" in capsys.readouterr().err
-    assert cli.main(["score", "--verifier", "image_reward", "--weights", str(tmp_path), "--prompt", "a", paths[0]]) == 2
-    assert "ImageReward.pt not found in " + str(tmp_path) in capsys.readouterr().err
+    for argv, must in ((["--verifier", "nope", "--weights", str(folder), "--prompt", "a", paths[0]],
+                        "unknown verifier 'nope'; valid names: clip_score"),
+                       (["--verifier", "image_reward", "--weights", str(tmp_path), "--prompt", "a", paths[0]],
+                        "ImageReward.pt not found in " + str(tmp_path))):
+        with pytest.raises(SystemExit) as e:  # the CLI's convention: one line on stderr, exit status 2
+            cli.main(["score", *argv])
+        assert e.value.code == 2 and must in capsys.readouterr().err
 
 
 def test_dispatcher_hookup():

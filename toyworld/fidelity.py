@@ -207,6 +207,16 @@ def run_batched(tasks, models, max_threads=256):
 
 # -- the world's pieces -------------------------------------------------------------------------------
 
+def require_scikit_learn():
+    """Fail in one line before anything is loaded or measured: every part compares with the real 8x8 digits, which
+    ship inside scikit-learn, an optional dependency (the pack's ``demo`` and ``test`` extras)."""
+    try:
+        import sklearn.datasets  # noqa: F401
+    except ImportError as err:
+        raise ImportError("bench fidelity needs scikit-learn, which ships the real 8x8 digits every part compares with: "
+                          "pip install scikit-learn (or pip install -e \".[demo]\")") from err
+
+
 def load_models(teacher=None, classifier=None):
     teacher = teacher if teacher is not None else load_teacher()
     classifier = classifier if classifier is not None else load_classifier()
@@ -472,7 +482,7 @@ def f3_self_supervised(cfg, models):
         for p in cfg["f3_pools"]:
             base = unit_seed("f3", d, p)
             noise = seed_batch(range(base, base + n))
-            batch = world.generate(noise)  # the adapter's Batch: samples + early (x0 at SiT time 0.4)
+            batch = world.sample(noise)  # the adapter's Batch: samples + early (x0 at SiT time 0.4)
             cls = world.score(batch)
             s = ssl.score(batch.samples, early=batch.early)
             rhos.append(spearman(s, cls))
@@ -793,6 +803,7 @@ def run_fidelity(config="quick", out=None, parts=("f1", "f2", "f3", "f4"), model
     bad = [p for p in parts if p not in ("f1", "f2", "f3", "f4")]
     if bad or not parts:
         raise ValueError(f"parts must be a non-empty subset of f1, f2, f3, f4, got {list(parts)}")
+    require_scikit_learn()
     old = {}
     if merge and out is not None and (Path(out) / "fidelity.json").is_file():
         old = json.loads((Path(out) / "fidelity.json").read_text())

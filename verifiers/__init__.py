@@ -2,13 +2,31 @@
 
 Framework-free (no ComfyUI import); weights load offline from local paths. ``available()`` lists the names,
 ``load_verifier(name, path, device='cpu', dtype=torch.float32, **opts)`` loads one.
+
+The names below are imported on first use (PEP 562), so ``import noise_search.verifiers.cli`` (``score --help``)
+does not import torch.
 """
 
-from .base import ClassifierVerifier, EmbeddingCache, ImagePreprocess, Verifier
-from .ensemble import EnsembleVerifier, rank_pool
-from .features import SelfSupervisedVerifier
-from .files import CorruptWeightsError, MissingWeightsError, VerifierWeightsError
-from .registry import available, load_verifier
+import importlib
 
-__all__ = ["Verifier", "ClassifierVerifier", "EmbeddingCache", "ImagePreprocess", "EnsembleVerifier", "rank_pool", "SelfSupervisedVerifier",
-           "VerifierWeightsError", "MissingWeightsError", "CorruptWeightsError", "available", "load_verifier"]
+_WHERE = {
+    "Verifier": "base", "ClassifierVerifier": "base", "EmbeddingCache": "base", "ImagePreprocess": "base",
+    "EnsembleVerifier": "ensemble", "rank_pool": "ensemble",
+    "SelfSupervisedVerifier": "features",
+    "VerifierWeightsError": "files", "MissingWeightsError": "files", "CorruptWeightsError": "files",
+    "available": "registry", "load_verifier": "registry",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
