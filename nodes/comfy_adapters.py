@@ -3,8 +3,6 @@
 - :class:`Generator`: ``generate(noise [B,C,H,W]) -> Batch`` (decoded images, latents, optional early x0)
   by running ComfyUI's own sampling (``comfy.samplers.sample``) on a batch of candidates, counting
   model calls exactly;
-- :class:`Scorer`: ``score(batch) -> scores`` over one or more VERIFIERs (an ensemble ranks within the
-  pool of every candidate seen so far);
 - :func:`run_inside_sampler`: gives the path search ``denoise(x, sigma_from, sigma_to)`` (one solver
   step), ``prepare``/``renoise`` in the model's own space and ``decode``, inside one guider call;
 - :class:`Progress`: ``on_step(i, n)`` -> ``comfy.utils.ProgressBar`` (an interruption point) + previews.
@@ -26,7 +24,6 @@ import latent_preview
 from ..search.evaluate import Batch, concat_batches
 from ..samplers.noise_space import forward_transition
 from ..samplers.schedules import EARLY_TIME, EARLY_TIME_TOLERANCE, early_prediction_call, sigma_to_rf_time
-from ..verifiers.ensemble import rank_pool
 
 NFE_KEY = "noise_search_nfe"
 
@@ -363,86 +360,3 @@ def run_inside_sampler(setup, body, callback=None):
     comfy.sample.sample_custom(s.model, noise, s.cfg, carrier, s.sigmas, s.positive, s.negative, s.latent,
                                noise_mask=s.noise_mask, callback=callback, disable_pbar=True, seed=0)
     return out["result"]
-
-
-# --------------------------------------------------------------------------- score
-
-def condition_for(verifier, prompt, class_id):
-    kind = verifier.condition
-    if kind == "prompt":
-        if not prompt.strip():
-            raise ValueError(f"the {verifier.name} verifier scores images against a text prompt: fill in verifier_prompt")
-        return prompt
-    if kind == "class":
-        if class_id < 0:
-            raise ValueError(f"the {verifier.name} verifier scores a class: set class_id (>= 0)")
-        return int(class_id)
-    return None
-
-
-class Scorer:
-    """``score(batch) -> Tensor[B]`` over the connected verifiers.
-
-    One verifier: its raw score. Several: an ensemble by ``rule`` ('mean_rank' or 'zscore',
-    ``verifiers.ensemble``) over the pool of every candidate scored so far in this search; ``commit``
-    (the core's ``on_scored``) adds a chunk to the pool once the core has recorded it, and ``final_scores``
-    re-ranks the whole pool at the end."""
-
-    def __init__(self, verifiers, prompt="", class_id=-1, rule="mean_rank"):
-        if not verifiers:
-            raise ValueError("connect at least one VERIFIER (Verifier Loader node)")
-        self.verifiers = list(verifiers)
-        self.names = []
-        for v in self.verifiers:
-            n, k = v.name, 2
-            while n in self.names:
-                n, k = f"{v.name}#{k}", k + 1
-            self.names.append(n)
-        self.conditions = [condition_for(v, prompt, class_id) for v in self.verifiers]
-        self.rule = rule
-        self.pool = {n: [] for n in self.names}
-        self.pending = None
-
-    @property
-    def ensemble(self):
-        return len(self.verifiers) > 1
-
-    @property
-    def needs_early(self):
-        return any(v.needs_early for v in self.verifiers)
-
-    def raw(self, images, early=None):
-        return {n: v.score(images, c, early if v.needs_early else None).double()
-                for n, v, c in zip(self.names, self.verifiers, self.conditions)}
-
-    def __call__(self, batch):
-        raw = self.raw(batch.samples, batch.early)
-        if not self.ensemble:
-            self.pending = raw
-            return raw[self.names[0]].float()
-        self.pending = raw
-        merged = {n: torch.cat(self.pool[n] + [raw[n]]) for n in self.names}
-        return rank_pool(merged, self.rule)[-batch.samples.shape[0]:].float()
-
-    def commit(self, cands):
-        """on_scored: attach per-verifier raw scores to the recorded candidates and grow the pool."""
-        if self.pending is None:
-            return
-        raw, self.pending = self.pending, None
-        for j, c in enumerate(cands):
-            if self.ensemble:
-                c.scores = {n: float(raw[n][j]) for n in self.names}
-        for n in self.names:
-            self.pool[n].append(raw[n])
-
-    def final_scores(self):
-        """Every scored candidate's final ensemble score (history order), or None for a single verifier."""
-        if not self.ensemble or not self.pool[self.names[0]]:
-            return None
-        return rank_pool({n: torch.cat(self.pool[n]) for n in self.names}, self.rule)
-
-    def describe(self):
-        d = {"verifiers": [v.describe() for v in self.verifiers], "names": self.names}
-        if self.ensemble:
-            d["ensemble_rule"] = self.rule
-        return d

@@ -96,22 +96,6 @@ def png_info(provenance, prompt=None, extra_pnginfo=None):
     return meta
 
 
-def score_table(result, picked=None, limit=64):
-    """Plain-text table of the top candidates, best first."""
-    rows = sorted(result.history, key=lambda c: (-c.score, c.index))
-    kept = {c.index for c in result.top_k}
-    head = f"{result.algorithm} search: {len(result.history)} candidates, {result.nfe} NFE" + \
-        (f" (x{result.cfg_multiplier} forward passes with CFG)" if result.cfg_multiplier > 1 else "") + \
-        ("" if result.completed else " - CANCELLED, best so far")
-    lines = [head, f"{'rank':>4} {'index':>5} {'score':>10} {'nfe':>7} {'round':>5}  recipe"]
-    for r, c in enumerate(rows[:limit], 1):
-        mark = "*" if picked is not None and c.index == picked else ("+" if c.index in kept else " ")
-        lines.append(f"{r:>4} {c.index:>5} {c.score:>10.4f} {c.nfe:>7} {c.round:>5} {mark} {c.recipe.describe()}")
-    if len(rows) > limit:
-        lines.append(f"... {len(rows) - limit} more (full list in the provenance JSON)")
-    return "\n".join(lines)
-
-
 def plot_image(result):
     return pil_to_image(score_vs_nfe_plot({result.algorithm: result.curve()}, title=f"{result.algorithm}: best score vs search NFE"))
 

@@ -7,9 +7,9 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..search.candidates import Candidates
-from ..search.result import rank_key
 from . import memory, reporting
-from .comfy_adapters import Generator, Progress, SamplingSetup, Scorer, resolve_sigmas
+from ..search.scoring import PooledScorer, condition_for, score_table
+from .comfy_adapters import Generator, Progress, SamplingSetup, resolve_sigmas
 from .types import VerifierType
 
 CATEGORY = "noise-search/search"
@@ -127,7 +127,11 @@ class SearchContext:
             search = resolve_sigmas(model, name, kw["scheduler"], proxy_steps, denoise) if proxy_steps else full
         self.full_sigmas, self.search_sigmas, self.proxy_steps = full, search, proxy_steps
         self.verifiers = [v for v in (kw["verifier"], kw.get("verifier_2"), kw.get("verifier_3")) if v is not None]
-        self.scorer = Scorer(self.verifiers, kw.get("verifier_prompt") or "", int(kw.get("class_id", -1)), kw.get("ensemble") or "mean_rank")
+        if not self.verifiers:
+            raise ValueError("connect at least one VERIFIER (Verifier Loader node)")
+        prompt, class_id = kw.get("verifier_prompt") or "", int(kw.get("class_id", -1))
+        self.scorer = PooledScorer(self.verifiers, [condition_for(v, prompt, class_id) for v in self.verifiers],
+                                   kw.get("ensemble") or "mean_rank")
         self.setup = SamplingSetup(model, kw["positive"], kw["negative"], kw["latent_image"], kw["vae"], self.sampler, search, kw["cfg"])
         self.shape = self.setup.shape
         self.budget = int(kw.get("budget") or 0) or None
@@ -162,24 +166,13 @@ class SearchContext:
         reporting.send_progress(self.node_id, self.algorithm, cands, result, self.budget)
 
     def on_interrupt(self, partial):
-        self.apply_final_scores(partial)
+        self.scorer.rerank(partial)
         reporting.dump_partial(partial, self.extra(), self.node_id, self.prompt, self.extra_pnginfo)
 
     def calibrate(self, first_recipe):
         """Measure model calls per candidate on the search's first candidate (cached for the search)."""
         self.progress.on_step(0, 1)
         return self.generator.calibrate(Candidates.of([first_recipe], self.shape))
-
-    def apply_final_scores(self, result):
-        """Ensembles: re-rank every candidate against the whole pool, re-order the kept top-K."""
-        final = self.scorer.final_scores()
-        if final is None or len(final) != len(result.history):
-            return
-        for c, s in zip(result.history, final.tolist()):
-            c.score = float(s)
-        order = sorted(range(len(result.top_k)), key=lambda i: rank_key(result.top_k[i]))
-        result.top_k = [result.top_k[i] for i in order]
-        result.top_k_samples = {k: v[order] for k, v in result.top_k_samples.items()}
 
 
 def finish(cls, ctx, result, render_recipe=None):
@@ -189,10 +182,10 @@ def finish(cls, ctx, result, render_recipe=None):
     settings unless it already was (so its LATENT equals a plain KSampler run with its seed); an ensemble's final
     re-ranking may crown a candidate outside the kept top-K, which is rendered from its recipe too.
     Paths: ``render_recipe(recipe) -> Batch`` replays a candidate; the kept sample is used when present."""
-    ctx.apply_final_scores(result)
+    ctx.scorer.rerank(result)
     if not result.top_k:
         raise RuntimeError(f"{result.algorithm} search evaluated no candidate")
-    best = result.top_k[0] if render_recipe is not None else min(result.history, key=rank_key)
+    best = result.top_k[0] if render_recipe is not None else result.best
     kept = {c.index: i for i, c in enumerate(result.top_k)}
     if ctx.pick >= 0:
         if ctx.pick not in kept:
@@ -226,9 +219,9 @@ def finish(cls, ctx, result, render_recipe=None):
     topk_files = reporting.save_images(topk_images, prefix + "_topk", "temp")
     winner_files = reporting.save_images(image, prefix + "_out", "temp")
     ui = reporting.ui_payload(result, result.algorithm, best.index, chosen.index if picked_by == "user" else None, topk_files, winner_files)
-    ui["text"] = [reporting.score_table(result, chosen.index)]
+    ui["text"] = [score_table(result, chosen.index)]
     return io.NodeOutput({"samples": latent}, image, int(reporting.root_seed(chosen.recipe)), reporting.recipe_json(chosen.recipe),
-                         topk_images, reporting.score_table(result, chosen.index), reporting.plot_image(result), prov_json, ui=ui)
+                         topk_images, ui["text"][0], reporting.plot_image(result), prov_json, ui=ui)
 
 
 def begin(cls, kw, algorithm, proxy=True):

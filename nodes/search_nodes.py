@@ -4,7 +4,6 @@ calls its core algorithm."""
 
 from comfy_api.latest import io
 
-from ..search.evaluate import Evaluator, plan_count, run_guarded
 from ..search.noise import SeedRecipe
 from ..search.paths import path_search
 from ..search.random_search import random_search
@@ -57,23 +56,11 @@ class RandomSearch(Node):
     def execute(cls, **kw) -> io.NodeOutput:
         ctx = common.begin(cls, kw, "random")
         pool = kw.get("pool")
-        if pool is not None:
-            recipes = list(pool.recipes)
-            nfe = ctx.calibrate(recipes[0])
-            plan_count(len(recipes), ctx.budget, nfe, "pool size")
-            params = {"pool": pool.params, "count": len(recipes), "budget": ctx.budget, "nfe_per_candidate": nfe,
-                      "chunk_size": ctx.chunk_size}
-            ev = Evaluator("random", params, ctx.shape, ctx.generator, ctx.scorer, nfe_per_candidate=nfe, chunk_size=ctx.chunk_size,
-                           top_k=ctx.top_k, cfg_multiplier=ctx.generator.cfg_multiplier, on_step=ctx.progress.on_step,
-                           on_scored=ctx.on_scored)
-            ev.progress_total = len(recipes)
-            result = run_guarded(ev, lambda: ev.evaluate(recipes), ctx.on_interrupt)
-        else:
-            nfe = ctx.calibrate(SeedRecipe(ctx.seed))
-            count = int(kw["count"]) or None
-            n = plan_count(count, ctx.budget, nfe)
-            result = random_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, count=n, budget=ctx.budget,
-                                   nfe_per_candidate=nfe, cfg_multiplier=ctx.generator.cfg_multiplier, **common.callbacks(ctx))
+        nfe = ctx.calibrate(pool.recipes[0] if pool is not None else SeedRecipe(ctx.seed))
+        result = random_search(ctx.generator, ctx.scorer, ctx.shape, seed=ctx.seed, count=None if pool is not None else int(kw["count"]) or None,
+                               budget=ctx.budget, nfe_per_candidate=nfe, cfg_multiplier=ctx.generator.cfg_multiplier,
+                               pool=None if pool is None else pool.recipes, pool_params=None if pool is None else pool.params,
+                               **common.callbacks(ctx))
         return common.finish(cls, ctx, result)
 
 

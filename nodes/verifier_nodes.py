@@ -11,7 +11,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from . import reporting
-from .comfy_adapters import Scorer
+from ..search.scoring import PooledScorer, batch_table, condition_for, rank_batch
 from .types import HostVerifier, VerifierType
 from .validation import Node
 
@@ -223,29 +223,17 @@ class VerifierScore(Node):
             raise ValueError(f"top_k must be in [1, {n}] (the number of images to score), got {top_k}; "
                              "lower top_k or score more images")
         vs = [v for v in (verifier, verifier_2, verifier_3) if v is not None]
-        scorer = Scorer(vs, prompt or "", int(class_id), ensemble or "mean_rank")
+        scorer = PooledScorer(vs, [condition_for(v, prompt, class_id, "prompt") for v in vs], ensemble or "mean_rank")
         if scorer.needs_early and early_images is None:
             raise ValueError("the self-supervised verifier needs early_images (x0 predictions at noise level ~0.4)")
-        raw = scorer.raw(images, early_images)
-        if scorer.ensemble:
-            from ..verifiers.ensemble import rank_pool
-            scores = rank_pool(raw, scorer.rule)
-        else:
-            scores = raw[scorer.names[0]]
-        scores = scores.double().cpu()
-        order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+        scores, order, raw = rank_batch(scorer, images, early_images)
         k = int(top_k)
         top = order[:k]
         pick = -1 if pick is None else int(pick)
         if pick >= 0 and pick not in top:
             raise ValueError(f"pick={pick} is not among the top-{k} images {top}; pick one of those or set -1")
         best = pick if pick >= 0 else order[0]
-        lines = [f"{'rank':>4} {'index':>5} {'score':>10}" + "".join(f" {n:>12}" for n in scorer.names if scorer.ensemble)]
-        for r, i in enumerate(order, 1):
-            per = "".join(f" {float(raw[n][i]):>12.4f}" for n in scorer.names) if scorer.ensemble else ""
-            mark = "*" if i == best else ("+" if i in top else " ")
-            lines.append(f"{r:>4} {i:>5} {float(scores[i]):>10.4f}{per} {mark}")
-        table = "\n".join(lines)
+        table = batch_table(scores, order, raw, scorer.names, best, top)
         idx = torch.tensor(order, dtype=torch.long)
         sorted_images, top_images = images[idx], images[idx[:k]]
         hidden = getattr(cls, "hidden", None)

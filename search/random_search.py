@@ -11,19 +11,30 @@ def seed_pool(seed, count):
 
 
 def random_search(generate, score, shape, *, seed=0, count=None, budget=None, nfe_per_candidate, chunk_size=8,
-                  top_k=None, cfg_multiplier=1, on_step=None, on_scored=None, on_interrupt=None, resume_from=None):
+                  top_k=None, cfg_multiplier=1, on_step=None, on_scored=None, on_interrupt=None, resume_from=None,
+                  pool=None, pool_params=None):
     """Best-of-N over seeds ``seed .. seed+N-1``. ``count`` or the NFE ``budget`` fixes N.
+
+    ``pool``: search exactly these recipes instead (a Noise Candidate Pool; ``seed`` and ``count`` are then unused,
+    the budget must cover them all); ``pool_params`` describes where the pool came from, for the provenance.
 
     ``top_k``: how many best candidates keep their samples (default up to 4; more than N is an error).
     ``resume_from``: the partial SearchResult handed to ``on_interrupt`` (or ``SearchResult.from_dict`` of
     its JSON plus its top-K samples); its candidates are not generated again and the result equals an
     uninterrupted run's."""
-    seed = check_seed(seed)
-    n = plan_count(count, budget, nfe_per_candidate)
-    top_k = resolve_top_k(top_k, n, f"count N = {n}")
-    params = {"seed": seed, "count": n, "budget": budget, "nfe_per_candidate": nfe_per_candidate, "chunk_size": chunk_size}
+    if pool is not None:
+        recipes = list(pool)
+        n = plan_count(len(recipes), budget, nfe_per_candidate, "pool size")
+        top_k = resolve_top_k(top_k, n, f"the pool's {n} candidates")
+        params = {"pool": pool_params, "count": n, "budget": budget, "nfe_per_candidate": nfe_per_candidate, "chunk_size": chunk_size}
+    else:
+        seed = check_seed(seed)
+        n = plan_count(count, budget, nfe_per_candidate)
+        top_k = resolve_top_k(top_k, n, f"count N = {n}")
+        recipes = seed_pool(seed, n)
+        params = {"seed": seed, "count": n, "budget": budget, "nfe_per_candidate": nfe_per_candidate, "chunk_size": chunk_size}
     ev = Evaluator("random", params, shape, generate, score, nfe_per_candidate=nfe_per_candidate, chunk_size=chunk_size,
                    top_k=top_k, cfg_multiplier=cfg_multiplier, on_step=on_step, on_scored=on_scored,
                    resume_from=resume_from)
     ev.progress_total = n
-    return run_guarded(ev, lambda: ev.evaluate(seed_pool(seed, n)), on_interrupt)
+    return run_guarded(ev, lambda: ev.evaluate(recipes), on_interrupt)

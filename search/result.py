@@ -90,6 +90,14 @@ class SearchResult:
         return self.top_k[0]
 
     @property
+    def best(self):
+        """The best candidate of the whole history (``rank_key``), kept in the top-K or not: after an ensemble's
+        final re-ranking (``search.scoring``) it can be one whose sample was not kept."""
+        if not self.history:
+            raise ValueError(f"{self.algorithm}: no candidate was evaluated, so there is no best")
+        return min(self.history, key=rank_key)
+
+    @property
     def forward_passes(self):
         """Network forward passes per sample counted with CFG's doubling (cond + uncond)."""
         return self.nfe * self.cfg_multiplier

@@ -129,13 +129,18 @@ def test_ensemble_verifier_within_batch_and_pool():
     # a: ranks [1,3,2]; b (reversed): [3,1,2]; c: [1,3,2] -> mean [5/3, 7/3, 2]
     assert torch.allclose(ens.score(x), torch.tensor([5 / 3, 7 / 3, 2.0]))
     assert ens.name == "ensemble_mean_rank" and list(ens.members) == ["a", "b", "c"]
-    ens.reset_pool()
-    first = ens.score_pool(x[:2])
+    # a chunked search pools its candidates in the core's scorer (search.scoring), the one place that keeps a pool
+    from noise_search.search.evaluate import Batch
+    from noise_search.search.scoring import PooledScorer
+    pooled = PooledScorer([a, b, c], [None, None, None])
+    first = pooled(Batch(x[:2]))
+    pooled.commit([])
     assert torch.allclose(first, torch.tensor([4 / 3, 5 / 3]))  # pool = 2 so far: a [1,2], b [2,1], c [1,2]
-    second = ens.score_pool(x[2:])
+    second = pooled(Batch(x[2:]))
+    pooled.commit([])
     assert torch.allclose(second, torch.tensor([2.0]))
-    assert torch.allclose(ens.pool_scores().float(), ens.score(x))  # the pool re-ranked = one batch of all three
-    assert ens.pool_raw()["b"].tolist() == pytest.approx([-0.1, -0.3, -0.2])
+    assert torch.allclose(pooled.final_scores().float(), ens.score(x))  # the pool re-ranked = one batch of all three
+    assert torch.cat(pooled.pool["b"]).tolist() == pytest.approx([-0.1, -0.3, -0.2])
     z = EnsembleVerifier({"x": a, "y": c}, rule="zscore", weights={"x": 3.0})
     assert torch.allclose(z.score(x).double(), zscores([0.1, 0.3, 0.2]), atol=1e-6)
     with pytest.raises(ValueError, match=r"weights for unknown members \['nope'\]"):

@@ -11,20 +11,9 @@ Rules (higher is better for both):
 - ``zscore``: per member ``(s - mean) / std`` over the pool (population std; a member whose scores are all equal
   contributes 0), combined as ``sum(w * z) / sum(w)`` with ``weights`` (default all 1).
 
-How the search uses it. ``score(images, ...)`` ranks within the batch it is given (one chunk). A chunked search
-must instead rank against every candidate seen so far:
-
-1. ``ens.reset_pool()`` when the search starts;
-2. per chunk ``ens.score_pool(samples, conditions, early)``: members score the chunk once, their raw scores join
-   the pool, and the chunk's candidates come back ranked against the whole pool so far (use these as the
-   chunk's scores);
-3. at the end ``ens.pool_scores()`` re-ranks the whole pool: earlier candidates' scores move as later ones
-   arrive, so the final winner is ``argmax(ens.pool_scores())`` (ties: lowest index), not the best of the
-   per-chunk scores. The raw scores are kept (``ens.pool_raw()``), so this costs no model call.
-A top-K kept chunk by chunk from step 2 can miss a candidate that only rises later; when the exact winner's
-sample must be kept, score the whole pool in one chunk (``chunk_size >= count``) or regenerate the winner from
-its noise recipe (the search is deterministic given the noise).
-``rank_pool(raw_scores_dict)`` is the pure function behind all of this.
+How a search uses it: ``score(images, ...)`` ranks within the batch it is given. A chunked search must rank
+against every candidate seen so far; ``search.scoring.PooledScorer`` keeps that pool (the one place that does)
+and re-ranks the whole pool at the end. ``rank_pool(raw_scores_dict)`` is the pure function behind both.
 """
 
 import torch
@@ -32,6 +21,18 @@ import torch
 from .base import Verifier, broadcast_conditions, check_images
 
 RULES = ("mean_rank", "zscore")
+
+
+def unique_names(names):
+    """Member names made unique in order: a repeated ``name`` becomes ``name#2``, ``name#3``, ... (the one place
+    ensemble members are named, for the Verifier ensembles here and the search's pooled scorer)."""
+    out = []
+    for n in names:
+        name, k = n, 2
+        while name in out:
+            name, k = f"{n}#{k}", k + 1
+        out.append(name)
+    return out
 
 
 def ranks(scores):
@@ -88,10 +89,8 @@ class EnsembleVerifier(Verifier):
         if isinstance(members, dict):
             items = list(members.items())
         else:
-            items, seen = [], {}
-            for m in members:
-                seen[m.name] = seen.get(m.name, 0) + 1
-                items.append((m.name if seen[m.name] == 1 else f"{m.name}#{seen[m.name]}", m))
+            members = list(members)
+            items = list(zip(unique_names([m.name for m in members]), members))
         if not items:
             raise ValueError("an ensemble needs at least one verifier")
         for k, m in items:
@@ -109,7 +108,6 @@ class EnsembleVerifier(Verifier):
         self.needs_early = any(m.needs_early for m in self.members.values())
         kinds = {m.condition for m in self.members.values()} - {None}
         self.condition = kinds.pop() if len(kinds) == 1 else (None if not kinds else "mixed")
-        self.reset_pool()
 
     def describe(self):
         d = super().describe()
@@ -137,24 +135,3 @@ class EnsembleVerifier(Verifier):
         return self.rank_pool(self.raw_scores(images, conditions, early)).float()
 
     __call__ = score
-
-    # -- pool over a chunked search ------------------------------------------------------------
-    def reset_pool(self):
-        self._pool = {k: [] for k in self.members}
-
-    def score_pool(self, images, conditions=None, early=None):
-        """Score a chunk, add it to the pool, return the chunk's scores ranked against the whole pool so far."""
-        raw = self.raw_scores(images, conditions, early)
-        for k, v in raw.items():
-            self._pool[k].append(v)
-        return self.pool_scores()[-images.shape[0]:].float()
-
-    def pool_raw(self):
-        return {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.float64) for k, v in self._pool.items()}
-
-    def pool_scores(self):
-        """Every pooled candidate's current score, in arrival order (float64)."""
-        raw = self.pool_raw()
-        if next(iter(raw.values())).numel() == 0:
-            return torch.zeros(0, dtype=torch.float64)
-        return self.rank_pool(raw)

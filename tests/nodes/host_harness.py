@@ -56,7 +56,8 @@ def sd15_world(root, latent_hw=8, build=True):
 def adapter_search(m, n, chunk, top_k, steps, cfg, sampler="euler", scheduler="normal", class_id=3, verifier=None):
     """The search node's path through its adapters, minus the node's own extras (calibration, final render, UI)."""
     import comfy.samplers
-    from noise_search.nodes.comfy_adapters import Generator, SamplingSetup, Scorer, resolve_sigmas
+    from noise_search.nodes.comfy_adapters import Generator, SamplingSetup, resolve_sigmas
+    from noise_search.search.scoring import PooledScorer, condition_for
     from noise_search.search.random_search import random_search
 
     def search():
@@ -65,7 +66,8 @@ def adapter_search(m, n, chunk, top_k, steps, cfg, sampler="euler", scheduler="n
             setup = SamplingSetup(m["model"], m["positive"], m["negative"], m["latent"], m["vae"],
                                   comfy.samplers.sampler_object(sampler), sig, cfg)
             gen = Generator(setup)
-            scorer = Scorer([verifier or m["verifier"]], class_id=class_id)
+            v = verifier or m["verifier"]
+            scorer = PooledScorer([v], [condition_for(v, "", class_id)])
             return random_search(gen, scorer, setup.shape, seed=0, count=n, nfe_per_candidate=steps, chunk_size=chunk,
                                  top_k=top_k, on_scored=lambda c, r: scorer.commit(c))
     return search
