@@ -22,8 +22,8 @@ import comfy.utils
 import latent_preview
 
 from ..search.evaluate import Batch, concat_batches
-from ..samplers.noise_space import forward_transition
-from ..samplers.schedules import EARLY_TIME, EARLY_TIME_TOLERANCE, early_prediction_call, sigma_to_rf_time
+from ..samplers.noise_space import EDM, FLOW
+from ..samplers.schedules import EARLY_TIME, EARLY_TIME_TOLERANCE, early_prediction_call
 
 NFE_KEY = "noise_search_nfe"
 
@@ -68,9 +68,14 @@ def is_flow(model):
     return isinstance(model_sampling(model), comfy.model_sampling.CONST)
 
 
+def noise_space(model):
+    """The model's noise space (``samplers.noise_space``): FLOW for ComfyUI's CONST model sampling, else EDM."""
+    return FLOW if is_flow(model) else EDM
+
+
 def sigma_to_time(model, sigma):
     """SiT / rectified-flow time (0 = data, 1 = noise) of a sigma of ``model``'s own sampling space."""
-    return float(sigma) if is_flow(model) else sigma_to_rf_time(float(sigma))
+    return noise_space(model).to_time(sigma)
 
 
 def resolve_sigmas(model, sampler_name, scheduler, steps, denoise):
@@ -301,11 +306,6 @@ class Generator:
 
 # --------------------------------------------------------------------------- path search inside one sampler call
 
-def renoise_for(model):
-    """Exact forward transition in the model's own space (``samplers.noise_space``)."""
-    return forward_transition("flow" if is_flow(model) else "edm")
-
-
 def run_inside_sampler(setup, body, callback=None):
     """Run ``body(tools)`` inside one ComfyUI guider call (conditioning prepared once, model loaded once).
 
@@ -348,7 +348,7 @@ def run_inside_sampler(setup, body, callback=None):
             lat = to_latent(x0)
             return Batch(s.decode(lat), {"latent": lat.float().cpu()})
 
-        t.denoise, t.prepare, t.renoise, t.decode, t.to_latent = denoise, prepare, renoise_for(s.model), decode, to_latent
+        t.denoise, t.prepare, t.renoise, t.decode, t.to_latent = denoise, prepare, noise_space(s.model).renoise, decode, to_latent
         t.calls = lambda: s.counter.calls
         t.device = x.device
         out["result"] = body(t)

@@ -1,22 +1,33 @@
-"""Exact forward transitions ("re-noising") between two noise levels of a model's own sampling space.
+"""A model's noise space: how its samples at a noise level are made, re-noised and timed.
 
-Search over paths (Ma, Tong et al. 2025, Sec. 3.2) moves a partly denoised sample back up the schedule with
-fresh noise. The move must keep the marginal of the model's forward process, which differs by space:
+Two families cover the hosts the pack serves:
 
-- EDM / VE and ComfyUI's discrete (eps, v) models: ``x_sigma = x0 + sigma * eps``, so going from sigma_a
-  up to sigma_b adds independent noise of variance ``sigma_b^2 - sigma_a^2`` (Karras et al. 2022, Eq. 1).
-- Rectified flow (SD3, FLUX, Wan; ComfyUI's CONST): ``x_s = (1 - s) x0 + s eps``. From s_a to s_b the sample
-  is scaled by ``r = (1 - s_b) / (1 - s_a)`` and gets noise of variance ``s_b^2 - r^2 s_a^2``
+- ``EDM``: EDM / VE models and ComfyUI's discrete (eps, v) models, ``x_sigma = x0 + sigma * eps`` (Karras et al.
+  2022, Eq. 1; ComfyUI's discrete models sample in this form too, with sigma from their table).
+- ``FLOW``: rectified flow (SD3, FLUX, Wan; ComfyUI's CONST), ``x_s = (1 - s) x0 + s * eps`` with s in [0, 1]
   (Liu et al. 2023, Eq. 1 read as a Gaussian forward process).
 
-A move to the same level returns the sample untouched, also at s = 1 where the flow ratio is 0 / 0.
+Each :class:`NoiseSpace` gives, without any host:
+
+- ``initial(noise, sigma)``: a sample at ``sigma`` of the zero image (the start of text-to-image sampling);
+- ``renoise(x, sigma_from, sigma_to, noise)``: the exact forward transition up the schedule, which keeps the
+  forward marginal (search over paths, Ma, Tong et al. 2025, Sec. 3.2). From a to b: EDM adds noise of variance
+  b^2 - a^2; flow scales by r = (1 - b) / (1 - a) and adds noise of variance b^2 - r^2 a^2. A move to the same level
+  returns the sample untouched (also at s = 1, where the flow ratio is 0 / 0);
+- ``resample(x0, sigma, noise)``: a fresh sample at ``sigma`` around a clean prediction (sCM's multistep
+  re-noising, Lu & Song 2024, Sec. 2);
+- ``to_time(sigma)`` / ``from_time(t)``: the SiT / rectified-flow time of the search paper (0 = data, 1 = noise),
+  s = sigma / (1 + sigma) for EDM, s itself for flow.
+
+Every caller names the space: there is no default a flow model could fall into.
 """
 
+from __future__ import annotations
+
 import math
+from dataclasses import dataclass
 
-__all__ = ["SPACES", "edm_forward", "flow_forward", "forward_transition"]
-
-SPACES = ("edm", "flow")
+__all__ = ["NoiseSpace", "EDM", "FLOW", "SPACES", "space_named", "edm_forward", "flow_forward", "forward_transition"]
 
 
 def _levels(sigma_from, sigma_to):
@@ -45,10 +56,60 @@ def flow_forward(x, sigma_from, sigma_to, noise):
     return ratio * x + math.sqrt(max(b * b - (ratio * a) ** 2, 0.0)) * noise
 
 
+@dataclass(frozen=True)
+class NoiseSpace:
+    """One of the model noise spaces of the module docstring (``EDM`` or ``FLOW``)."""
+
+    name: str
+
+    def __post_init__(self):
+        if self.name not in ("edm", "flow"):
+            raise ValueError(f"noise space must be one of {SPACES}, got {self.name!r}")
+
+    @property
+    def is_flow(self) -> bool:
+        return self.name == "flow"
+
+    def initial(self, noise, sigma):
+        """The start of sampling from pure noise at ``sigma`` (EDM: sigma * noise; flow: s * noise, the zero image's
+        (1 - s) * 0 + s * noise)."""
+        return noise * float(sigma)
+
+    def renoise(self, x, sigma_from, sigma_to, noise):
+        """The exact forward transition from ``sigma_from`` up to ``sigma_to``."""
+        return (flow_forward if self.is_flow else edm_forward)(x, sigma_from, sigma_to, noise)
+
+    def resample(self, x0, sigma, noise):
+        """A fresh sample at ``sigma`` around the clean ``x0``."""
+        return (1 - sigma) * x0 + sigma * noise if self.is_flow else x0 + sigma * noise
+
+    def to_time(self, sigma) -> float:
+        """SiT / rectified-flow time (0 = data, 1 = noise) of a sigma of this space."""
+        s = float(sigma)
+        if self.is_flow:
+            return s
+        return 1.0 if math.isinf(s) else s / (1.0 + s)
+
+    def from_time(self, t) -> float:
+        """The sigma of this space at SiT time ``t`` (EDM needs t < 1: sigma = t / (1 - t))."""
+        t = float(t)
+        if not 0.0 <= t <= 1.0 or (not self.is_flow and t == 1.0):
+            raise ValueError(f"rectified-flow time must be in [0, {'1]' if self.is_flow else '1)'}, got {t}")
+        return t if self.is_flow else t / (1.0 - t)
+
+
+EDM = NoiseSpace("edm")
+FLOW = NoiseSpace("flow")
+SPACES = ("edm", "flow")
+
+
+def space_named(name: str) -> NoiseSpace:
+    """``EDM`` or ``FLOW`` by name."""
+    if name not in SPACES:
+        raise ValueError(f"noise space must be one of {SPACES}, got {name!r}")
+    return FLOW if name == "flow" else EDM
+
+
 def forward_transition(space):
-    """The exact re-noising callable ``(x, sigma_from, sigma_to, noise) -> x`` of ``space`` ("edm" or "flow")."""
-    if space == "edm":
-        return edm_forward
-    if space == "flow":
-        return flow_forward
-    raise ValueError(f"noise space must be one of {SPACES}, got {space!r}")
+    """The exact re-noising callable ``(x, sigma_from, sigma_to, noise) -> x`` of ``space`` (a name or a NoiseSpace)."""
+    return (space if isinstance(space, NoiseSpace) else space_named(space)).renoise

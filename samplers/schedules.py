@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from .noise_space import EDM
+
 
 def append_zero(sigmas):
     return torch.cat([sigmas, sigmas.new_zeros([1])])
@@ -35,15 +37,13 @@ def check_sigmas(sigmas, name="sigmas"):
 
 
 def sigma_to_rf_time(sigma):
-    """EDM sigma (x = x0 + sigma*eps) -> rectified-flow / SiT time s in [0, 1] (0 = data): s = sigma / (1 + sigma)."""
-    return sigma / (1 + sigma) if not math.isinf(float(sigma)) else 1.0
+    """EDM sigma (x = x0 + sigma*eps) -> rectified-flow / SiT time s in [0, 1] (0 = data): ``EDM.to_time``."""
+    return EDM.to_time(sigma)
 
 
 def rf_time_to_sigma(s):
-    """Rectified-flow / SiT time s in [0, 1) -> EDM sigma = s / (1 - s)."""
-    if not (0 <= s < 1):
-        raise ValueError(f"rectified-flow time must be in [0, 1), got {s}")
-    return s / (1 - s)
+    """Rectified-flow / SiT time s in [0, 1) -> EDM sigma = s / (1 - s): ``EDM.from_time``."""
+    return EDM.from_time(s)
 
 
 EARLY_TIME = 0.4  # Ma, Tong et al. 2025, Sec. 3.1: the self-supervised verifier reads the x0 prediction at sigma = 0.4 (SiT time)

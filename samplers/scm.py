@@ -64,16 +64,6 @@ def default_noise_sampler(x, seed=None):
     return lambda sigma, sigma_next: torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device, generator=generator)
 
 
-def edm_renoise(denoised, sigma_next, noise):
-    """EDM / VE / k-diffusion discrete hosts: x = x0 + sigma * eps (TrigFlow's cos(t) x0 + sin(t) z, divided by cos t)."""
-    return denoised + sigma_next * noise
-
-
-def flow_renoise(denoised, sigma_next, noise):
-    """Rectified-flow hosts (sigma = s): x = (1 - s) x0 + s eps (ComfyUI CONST ``noise_scaling``)."""
-    return (1 - sigma_next) * denoised + sigma_next * noise
-
-
 def model_sampling_renoise(model_sampling):
     """Re-noising through a host object's ``noise_scaling(sigma, noise, latent)`` (ComfyUI's model_sampling), as ``sample_lcm`` does."""
     def renoise(denoised, sigma_next, noise):
@@ -81,30 +71,33 @@ def model_sampling_renoise(model_sampling):
     return renoise
 
 
-RENOISE = {"edm": edm_renoise, "ve": edm_renoise, "discrete": edm_renoise, "flow": flow_renoise}
-
-
 # --------------------------------------------------------------------------- sampler
 
 @torch.no_grad()
-def sample_scm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None, renoise=None):
-    """Multistep consistency sampling (sCM, papers.md 2.3) with noise re-injection between steps.
+def sample_scm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None, renoise=None, space=None):
+    """Multistep consistency sampling (sCM, Lu & Song 2024, Sec. 2 and Algorithm 1's sampler) with noise re-injection
+    between steps.
 
     ``model(x, sigma * ones[B], **extra_args)`` returns the denoised x0 in the host's sigma space;
     ``sigmas`` is the descending grid (steps + 1 values, normally from :func:`scm_sigmas`, ending in 0).
     Noise comes from ``noise_sampler(sigma, sigma_next)`` (default: :func:`default_noise_sampler` seeded
-    with ``extra_args["seed"]`` when given, else ``torch.randn``); ``renoise(denoised, sigma_next, noise)``
-    defaults to EDM's ``denoised + sigma_next * noise``. ``extra_args`` are passed to the model as they
-    are (k-diffusion convention, ``seed`` included).
+    with ``extra_args["seed"]`` when given, else ``torch.randn``). The re-noising is the model's: ``space`` (a
+    ``samplers.noise_space.NoiseSpace``: EDM's ``x0 + sigma * eps`` or flow's ``(1 - s) x0 + s eps``) or, for a
+    host with its own definition, ``renoise(denoised, sigma_next, noise)``; one of the two must be given.
+    ``extra_args`` are passed to the model as they are (k-diffusion convention, ``seed`` included).
     """
     extra_args = {} if extra_args is None else extra_args
     if noise_sampler is None:
         noise_sampler = default_noise_sampler(x, seed=extra_args.get("seed"))
-    renoise = edm_renoise if renoise is None else renoise
     s_in = x.new_ones([x.shape[0]])
     sig = sigmas.tolist() if torch.is_tensor(sigmas) else [float(s) for s in sigmas]
     if len(sig) < 2:
         raise ValueError(f"sigmas must hold at least 2 values (steps + 1), got {sig}")
+    if renoise is None:
+        if space is None:
+            raise ValueError("sample_scm needs the model's noise space (space=EDM or FLOW from samplers.noise_space) or "
+                             "its own renoise(denoised, sigma_next, noise): a flow model re-noised as EDM samples wrongly")
+        renoise = space.resample
     for i in trange(len(sig) - 1, disable=True if disable is None else disable):
         sigma = sigmas[i] if torch.is_tensor(sigmas) else sig[i]
         denoised = model(x, sigma * s_in, **extra_args)

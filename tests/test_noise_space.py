@@ -101,3 +101,26 @@ def test_the_toy_student_refuses_the_self_supervised_verifier():
     teacher = ToyWorld(3, steps=4, verifier=NeedsEarly())
     batch = teacher.sample(torch.randn(2, 1, 8, 8))
     assert batch.early is not None and not torch.equal(batch.early, batch.samples)
+
+
+def test_sampling_without_a_noise_space_is_refused():
+    """No EDM default a flow model could fall into: sCM sampling names the space (or the host's own renoise)."""
+    from noise_search.samplers.noise_space import EDM, FLOW
+    from noise_search.samplers.scm import sample_scm
+    with pytest.raises(ValueError, match="needs the model's noise space"):
+        sample_scm(lambda x, s: torch.ones_like(x), torch.zeros(1, 2), [0.9, 0.25, 0.0])
+    noise = torch.full((1, 2), 2.0)
+    for space, expected in ((FLOW, 0.75 * torch.ones(1, 2) + 0.25 * noise),  # (1 - s) x0 + s eps at s = 0.25
+                            (EDM, torch.ones(1, 2) + 0.25 * noise)):         # x0 + sigma eps
+        seen = []
+        out = sample_scm(lambda x, s: (seen.append(x.clone()), torch.ones_like(x))[1], torch.zeros(1, 2), [0.9, 0.25, 0.0],
+                         noise_sampler=lambda a, b: noise, space=space)
+        assert torch.allclose(seen[1], expected) and torch.equal(out, torch.ones(1, 2))
+
+
+@pytest.mark.parametrize("space,sigma", [("edm", 0.0), ("edm", 3.0), ("flow", 0.0), ("flow", 0.4), ("flow", 1.0)])
+def test_time_mapping_round_trips(space, sigma):
+    from noise_search.samplers.noise_space import space_named
+    sp = space_named(space)
+    t = sp.to_time(sigma)
+    assert 0.0 <= t <= 1.0 and sp.from_time(t) == pytest.approx(sigma, abs=1e-12)

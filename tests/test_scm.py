@@ -8,6 +8,7 @@ import torch
 
 from noise_search.samplers import scm
 from noise_search.samplers import trigflow as tf
+from noise_search.samplers.noise_space import EDM, FLOW
 
 SD = 0.5
 T_MAX = math.atan(80 / SD)
@@ -128,7 +129,7 @@ def test_sampler_loop_calls_renoise_and_noise_in_order():
     seen = []
     sigmas = torch.tensor([4.0, 2.0, 1.0, 0.0])
     x = torch.ones(2, 3)
-    out = scm.sample_scm(model, x, sigmas, extra_args={"class_labels": 7}, callback=seen.append, noise_sampler=noise_sampler)
+    out = scm.sample_scm(model, x, sigmas, extra_args={"class_labels": 7}, callback=seen.append, noise_sampler=noise_sampler, space=EDM)
     # by hand: x0 = 1.5; x = 1.5 + 2*2 = 5.5; x0 = 3.75; x = 3.75 + 1*2 = 5.75; x0 = 3.875; last step returns x0
     assert torch.equal(out, torch.full((2, 3), 3.875))
     assert [c[0] for c in calls] == ["model", "noise", "model", "noise", "model"]
@@ -141,16 +142,16 @@ def test_sampler_loop_calls_renoise_and_noise_in_order():
 
 def test_one_step_is_one_denoiser_call_and_flow_renoise():
     x = torch.randn(3, 5)
-    out = scm.sample_scm(lambda x, s: x * 0 + s[:, None], x, [2.0, 0.0])
+    out = scm.sample_scm(lambda x, s: x * 0 + s[:, None], x, [2.0, 0.0], space=EDM)
     assert torch.equal(out, torch.full((3, 5), 2.0))
     # flow re-noising: (1 - s) x0 + s eps
     noise = torch.full((3, 5), 3.0)
     out = scm.sample_scm(lambda x, s: torch.ones_like(x), x, [0.9, 0.25, 0.0],
-                         noise_sampler=lambda a, b: noise, renoise=scm.flow_renoise)
+                         noise_sampler=lambda a, b: noise, space=FLOW)
     assert torch.equal(out, torch.ones(3, 5))
     got = []
     scm.sample_scm(lambda x, s: (got.append(x.clone()), torch.ones_like(x))[1], x, [0.9, 0.25, 0.0],
-                   noise_sampler=lambda a, b: noise, renoise=scm.flow_renoise)
+                   noise_sampler=lambda a, b: noise, space=FLOW)
     assert torch.allclose(got[1], torch.full((3, 5), 0.75 * 1 + 0.25 * 3.0))
 
 
@@ -168,14 +169,14 @@ def test_seeded_default_noise_is_reproducible_and_matches_k_diffusion():
     den = tf.TrigFlowAsDenoiser(net, SD)
     x = torch.randn(4, 12, generator=torch.Generator().manual_seed(1)) * 80
     sig = scm.scm_sigmas(3)
-    a = scm.sample_scm(den, x, sig, extra_args={"seed": 123})
-    b = scm.sample_scm(den, x, sig, extra_args={"seed": 123})
-    c = scm.sample_scm(den, x, sig, extra_args={"seed": 124})
+    a = scm.sample_scm(den, x, sig, extra_args={"seed": 123}, space=EDM)
+    b = scm.sample_scm(den, x, sig, extra_args={"seed": 123}, space=EDM)
+    c = scm.sample_scm(den, x, sig, extra_args={"seed": 124}, space=EDM)
     assert torch.equal(a, b) and not torch.equal(a, c)
     # k-diffusion's default_noise_sampler: one generator seeded once, torch.randn(x.size()) per draw
     g = torch.Generator().manual_seed(123)
     draws = iter([torch.randn(x.size(), generator=g) for _ in range(2)])
-    d = scm.sample_scm(den, x, sig, noise_sampler=lambda s, sn: next(draws))
+    d = scm.sample_scm(den, x, sig, noise_sampler=lambda s, sn: next(draws), space=EDM)
     assert torch.equal(a, d)
 
 
@@ -191,7 +192,7 @@ def test_paper_two_step_sampler_in_trigflow_terms():
     want = tf.consistency_function(net, x, 1.1, SD, class_labels=y)
     sig = scm.scm_sigmas(2, dtype=torch.float64)
     got = scm.sample_scm(tf.TrigFlowAsDenoiser(net, SD), z / math.cos(T_MAX), sig,
-                         extra_args={"class_labels": y}, noise_sampler=lambda s, sn: eps2)
+                         extra_args={"class_labels": y}, noise_sampler=lambda s, sn: eps2, space=EDM)
     assert torch.allclose(got, want, rtol=0, atol=1e-12)
 
 
@@ -210,11 +211,11 @@ def test_flow_host_gives_the_same_samples_as_the_edm_host():
     times = scm.scm_times(4)
     it = iter(eps)
     edm = scm.sample_scm(tf.TrigFlowAsDenoiser(net, SD), tf.trigflow_to_edm_x(x_t, times[0]),
-                         scm.scm_sigmas(4, dtype=torch.float64), noise_sampler=lambda a, b: next(it))
+                         scm.scm_sigmas(4, dtype=torch.float64), noise_sampler=lambda a, b: next(it), space=EDM)
     it = iter(eps)
     flow = scm.sample_scm(flow_denoiser, tf.trigflow_to_flow_x(x_t, times[0], SD),
                           scm.scm_sigmas(4, space="flow", dtype=torch.float64),
-                          noise_sampler=lambda a, b: next(it), renoise=scm.flow_renoise)
+                          noise_sampler=lambda a, b: next(it), space=FLOW)
     assert torch.allclose(flow * SD, edm, rtol=0, atol=1e-12)
 
 
@@ -255,7 +256,7 @@ def test_matches_diffusers_scm_scheduler(steps, t_mid):
     den = tf.TrigFlowAsDenoiser(net, SD)
     sigmas = scm.scm_sigmas(steps, t_mid=t_mid)
     x = tf.trigflow_to_edm_x(x_t, times[0].float())
-    ours = scm.sample_scm(den, x, sigmas, extra_args={"seed": seed, "class_labels": labels})
+    ours = scm.sample_scm(den, x, sigmas, extra_args={"seed": seed, "class_labels": labels}, space=EDM)
     assert ours.shape == latents.shape
     assert (ours - latents).abs().max().item() < 1e-5
     assert latents.abs().max().item() > 0.1  # a non-trivial output

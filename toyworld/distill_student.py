@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from ..samplers.noise_space import EDM
 from ..samplers.scm import default_noise_sampler, sample_scm, scm_sigmas
 from ..samplers.trigflow import TrigFlowAsDenoiser
 from ..training.scm_distill import SCMConfig, SCMDistiller
@@ -61,7 +62,7 @@ def student_samples(net, labels, steps, t_mid=None, seed=0, batch_size=1000, sig
     for k, i in enumerate(range(0, labels.numel(), batch_size)):
         x = noise[i: i + batch_size] * sigmas[0]
         ns = default_noise_sampler(x, seed=int(seed) + 1_000_003 + k)
-        out.append(sample_scm(den, x, sigmas, extra_args={"class_labels": labels[i: i + batch_size]}, noise_sampler=ns))
+        out.append(sample_scm(den, x, sigmas, extra_args={"class_labels": labels[i: i + batch_size]}, noise_sampler=ns, space=EDM))
     net.train(was_training)
     return torch.cat(out)
 

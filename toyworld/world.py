@@ -10,9 +10,10 @@ at or below it. The sCM student has no such prediction before its last step and 
 
 import torch
 
+from ..samplers.noise_space import EDM
 from ..samplers.ode import STEPS, sampler_nfe, step_nfe
 from ..samplers.schedules import early_prediction_call, karras_sigmas, sigma_to_rf_time
-from ..search.evaluate import Batch
+from ..search.evaluate import LATENT, Batch
 from ..verifiers.base import ClassifierVerifier
 from .load import load_classifier, load_teacher, load_student
 from .models import TrigFlowDenoiser
@@ -131,11 +132,12 @@ class ToyWorld:
         for k, seed in enumerate(sampler_seeds):  # one generator per candidate: independent of chunking
             g = torch.Generator().manual_seed(int(seed))
             ns = lambda s, s_next, _g=g, _n=noise[k:k + 1]: torch.randn(_n.shape, generator=_g)
-            outs.append(sample_scm(self.model, noise[k:k + 1] * self.sigmas[0], self.sigmas, noise_sampler=ns, disable=True))
+            outs.append(sample_scm(self.model, noise[k:k + 1] * self.sigmas[0], self.sigmas, noise_sampler=ns, disable=True,
+                                   space=EDM))
         return self.decode(torch.cat(outs))
 
     def decode(self, x, early=None):
-        return Batch(to_images(x), {"latents": x}, None if early is None else to_images(early))
+        return Batch(to_images(x), {LATENT: x}, None if early is None else to_images(early))
 
     def score(self, batch):
         return self.verifier.score(batch.samples, self.digit, early=batch.early)
