@@ -73,6 +73,7 @@ def text_tower_calls(folder, n=32, chunk=4):
 
 
 def oom_checks():
+    from noise_search.samplers.noise_space import EDM
     from noise_search.samplers.ode import heun_step
     from noise_search.search.paths import path_search
     from noise_search.search.random_search import random_search
@@ -100,8 +101,8 @@ def oom_checks():
         return heun_step(w.model, x, a, b)[0]
 
     kw = dict(seed=0, paths=2, width=3, start_step=1, forward_steps=1, backward_steps=2, step_nfe=w.step_nfe, decode=w.decode)
-    pref = path_search(lambda x, a, b: heun_step(w.model, x, a, b)[0], w.score, SHAPE, w.sigmas, chunk_size=8, **kw)
-    pgot = path_search(den, w.score, SHAPE, w.sigmas, chunk_size=8, **kw)
+    pref = path_search(lambda x, a, b: heun_step(w.model, x, a, b)[0], w.score, SHAPE, w.sigmas, chunk_size=8, **kw, space=EDM)
+    pgot = path_search(den, w.score, SHAPE, w.sigmas, chunk_size=8, **kw, space=EDM)
     ps = {"chunk_sizes_tried": sorted(set(psizes), reverse=True), "completed": pgot.completed, "candidates": len(pgot.history),
           "same_nfe": pgot.nfe == pref.nfe,
           "max_abs_score_diff_vs_uninterrupted": max(abs(a.score - b.score) for a, b in zip(pgot.history, pref.history))}

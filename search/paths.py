@@ -14,9 +14,10 @@ model calls per sample.
 
 import torch
 
-from ..samplers.noise_space import edm_forward
-from .evaluate import Batch, Evaluator, as_batch, call_score, check_positive_int, resolve_top_k, run_guarded
-from .noise import PathRecipe, check_seed, derive_seed, make_noise_batch
+from .candidates import Candidates
+from .evaluate import Evaluator, as_batch, call_score, check_positive_int, resolve_top_k, run_guarded
+from .noise import PathRecipe, check_seed, derive_seed
+from .population import CallableStepper, Population, span_nfe
 from .random_search import seed_pool
 from .result import rank_key
 
@@ -36,102 +37,103 @@ def check_path_params(sigmas, start_step, forward_steps, backward_steps):
     return start_step, forward_steps, backward_steps
 
 
-class _Path:
-    __slots__ = ("x", "recipe", "key")
-
-    def __init__(self, x, recipe, key):
-        self.x, self.recipe, self.key = x, recipe, key
-
-
-def _integrate(denoise, x, sigmas, i, j):
-    for s in range(i, j):
-        x = denoise(x, sigmas[s], sigmas[s + 1])
-    return x
-
-
-def _span_nfe(step_nfe, sigmas, i, j):
-    return sum(int(step_nfe(sigmas[s], sigmas[s + 1])) for s in range(i, j))
-
-
 def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, start_step, forward_steps, backward_steps,
-                step_nfe=None, prepare=None, renoise=edm_forward, decode=None, chunk_size=8, top_k=None, cfg_multiplier=1,
+                space=None, step_nfe=None, prepare=None, renoise=None, decode=None, chunk_size=8, top_k=None, cfg_multiplier=1,
                 on_step=None, on_scored=None, on_interrupt=None):
     """Paths-N with ``paths`` = N initial noises (seeds seed..seed+N-1) and ``width`` = M re-noisings per path.
-    The top-K are final-round candidates, so an explicit ``top_k`` is at most N x M (default: up to 4)."""
+    The top-K are final-round candidates, so an explicit ``top_k`` is at most N x M (default: up to 4).
+
+    ``space`` is the model's noise space (``samplers.noise_space.EDM`` or ``FLOW``): it defines the start from pure
+    noise and the exact re-noising, unless the host gives its own ``prepare`` / ``renoise``; one of ``space`` and
+    ``renoise`` must be given (a flow model re-noised as EDM would sample from the wrong marginals)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
+    stepper = _stepper(denoise, space, sig, step_nfe, prepare, renoise, decode)
     seed = check_seed(seed)
     n = check_positive_int(paths, "paths (N)")
     m = check_positive_int(width, "width (M re-noisings per path)")
     top_k = resolve_top_k(top_k, n * m, f"the final round's N x M = {n} x {m} branches")
-    step_nfe = step_nfe or (lambda a, b: 1)
-    prepare = prepare or (lambda noise: noise * sig[0])
-    decode = decode or (lambda x: x)
     last = len(sig) - 1
     params = {"seed": seed, "paths": n, "width": m, "start_step": start_step, "delta_f": df, "delta_b": db,
               "sigmas": sig, "chunk_size": chunk_size}
     ev = Evaluator("paths", params, shape, None, None, nfe_per_candidate=1, chunk_size=chunk_size, top_k=top_k,
                    cfg_multiplier=cfg_multiplier, on_step=on_step, on_scored=on_scored)
-    rounds, i = [], start_step
-    while i < last:
-        j = min(i - df + db, last)
-        rounds.append((i, j))
-        i = j
+    rounds = path_rounds(sig, start_step, df, db)
     ev.progress_total = n + n * m * len(rounds)
     ev.result.params["rounds"] = rounds
 
     def body():
-        roots = seed_pool(seed, n)
-        alive = []
-        start = lambda part: _integrate(denoise, prepare(make_noise_batch(part, shape)), sig, 0, start_step)
-        for part, x in ev.chunks(roots, start):  # an out-of-memory error halves the chunk (Evaluator.chunks)
-            ev.add_nfe(len(part) * _span_nfe(step_nfe, sig, 0, start_step))
-            alive += [_Path(x[k:k + 1], r, r.seed) for k, r in enumerate(part)]
+        # the N paths, sampled down to the start step (an out-of-memory error halves the chunk: Evaluator.chunks)
+        start = lambda part: Population.start(stepper, Candidates.of(part, shape), [r.seed for r in part]).advance(
+            stepper, sig, start_step)
+        parts = []
+        for part, pop in ev.chunks(seed_pool(seed, n), start):
+            ev.add_nfe(len(part) * span_nfe(stepper, sig, 0, start_step))
+            parts.append(pop)
             ev.step(len(part))
+        alive = Population.cat(parts)
         for rnd, (i, j) in enumerate(rounds, start=1):
             final = j == last
-            branches = [(p, PathRecipe(p.recipe, i, b, derive_seed(seed, i, p.key, b))) for p in alive for b in range(m)]
-            per = _span_nfe(step_nfe, sig, i - df, j) + (0 if final else int(step_nfe(sig[j], 0.0)))
-            scored = []
+            # M branches per path: re-noised delta_f steps up with their own seeded noise, denoised to step j
+            branches = [(k, b) for k in range(len(alive)) for b in range(m)]
+            per = span_nfe(stepper, sig, i - df, j) + (0 if final else int(stepper.step_nfe(sig[j], 0.0)))
 
-            def branch(part, i=i, j=j, final=final):
-                x = torch.cat([p.x for p, _ in part])
-                x = renoise(x, sig[i], sig[i - df], make_noise_batch([r for _, r in part], shape).to(x))
-                x = _integrate(denoise, x, sig, i - df, j)
-                batch = as_batch(decode(x if final else denoise(x, sig[j], 0.0)))
-                return x, batch, call_score(score, batch)
+            def branch(part, i=i, j=j, final=final, alive=alive):
+                parents = alive.take([k for k, _ in part])
+                recipes = [PathRecipe(r, i, b, derive_seed(seed, i, key, b)) for r, key, (_, b) in zip(parents.recipes, parents.keys, part)]
+                keys = [derive_seed(key, i, b) for key, (_, b) in zip(parents.keys, part)]
+                child = parents.renoised(stepper, sig, i - df, recipes, keys, shape).advance(stepper, sig, j)
+                batch = as_batch(stepper.decode(child.x if final else child.predict_x0(stepper, sig)))
+                return child, batch, call_score(score, batch)
 
-            for part, (x, batch, scores) in ev.chunks(branches, branch):
-                recipes = [r for _, r in part]
-                cands = ev.record(recipes, scores, batch, round=rnd, per_candidate_nfe=per, keep=final)
-                scored += [(c, _Path(x[k:k + 1], r, derive_seed(p.key, i, b))) for k, (c, (p, r), b) in
-                           enumerate(zip(cands, part, [r.index for _, r in part]))]
+            children, cands = [], []
+            for part, (child, batch, scores) in ev.chunks(branches, branch):
+                cands += ev.record(child.recipes, scores, batch, round=rnd, per_candidate_nfe=per, keep=final)
+                children.append(child)
                 del batch, scores  # decoded samples go before the next chunk is generated
                 ev.step(len(part))
-            scored.sort(key=lambda t: rank_key(t[0]))
-            alive = [p for _, p in scored[:n]]
+            # the best N branches go on
+            order = sorted(range(len(cands)), key=lambda t: rank_key(cands[t]))
+            alive = Population.cat(children).take(order[:n])
 
     return run_guarded(ev, body, on_interrupt)
 
 
+def _stepper(denoise, space, sig, step_nfe, prepare, renoise, decode):
+    if space is None and renoise is None:
+        raise ValueError("search over paths needs the model's noise space (space=EDM or FLOW from samplers.noise_space) or "
+                         "the host's own renoise: a flow model re-noised as EDM would sample from the wrong marginals")
+    if space is None and prepare is None:
+        raise ValueError("search over paths needs the model's noise space (space=...) or the host's own prepare(noise)")
+    return CallableStepper(denoise, space, sig[0], prepare, step_nfe, decode, renoise)
+
+
+def path_rounds(sig, start_step, df, db):
+    """The rounds (i, j): re-noise from grid step i up to i - delta_f, denoise to j = i - delta_f + delta_b."""
+    rounds, i, last = [], start_step, len(sig) - 1
+    while i < last:
+        j = min(i - df + db, last)
+        rounds.append((i, j))
+        i = j
+    return rounds
+
+
 @torch.no_grad()
-def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backward_steps, prepare=None, renoise=edm_forward):
-    """Recreate the final latent of a path candidate from its recipe (bit-exact on the same host and batch size 1)."""
+def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backward_steps, space=None, prepare=None, renoise=None):
+    """Recreate the final state of a path candidate from its recipe (bit-exact on the same host and batch size 1)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
-    prepare = prepare or (lambda noise: noise * sig[0])
+    stepper = _stepper(denoise, space, sig, None, prepare, renoise, None)
     chain = recipe.chain() if isinstance(recipe, PathRecipe) else []
     root = recipe.root() if isinstance(recipe, PathRecipe) else recipe
-    x = _integrate(denoise, prepare(root.make(shape)), sig, 0, start_step)
-    i = start_step
-    for link in chain:
+    pop = Population.start(stepper, Candidates.of([root], shape), [0]).advance(stepper, sig, start_step)
+    for link, (i, j) in zip(chain, path_rounds(sig, start_step, df, db)):
         if link.step != i:
             raise ValueError(f"recipe re-noises at step {link.step} but the schedule puts that round at step {i}: parameters differ from the search's")
-        j = min(i - df + db, len(sig) - 1)
-        x = renoise(x, sig[i], sig[i - df], link.make(shape).to(x))
-        x = _integrate(denoise, x, sig, i - df, j)
-        i = j
-    return _integrate(denoise, x, sig, i, len(sig) - 1)
+        pop = pop.renoised(stepper, sig, i - df, [link], [0], shape).advance(stepper, sig, j)
+    if len(chain) > len(path_rounds(sig, start_step, df, db)):
+        raise ValueError(f"recipe re-noises {len(chain)} times but the schedule has only {len(path_rounds(sig, start_step, df, db))} rounds")
+    return pop.advance(stepper, sig, len(sig) - 1).x
 
 
 def steps_from_times(sigmas, start, delta_f, delta_b, sigma_to_time):
@@ -153,10 +155,8 @@ def path_search_nfe(sigmas, *, paths, width, start_step, forward_steps, backward
     """The exact NFE a path search will spend (same accounting as ``path_search``)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
-    step_nfe = step_nfe or (lambda a, b: 1)
-    last, total, i = len(sig) - 1, paths * _span_nfe(step_nfe, sig, 0, start_step), start_step
-    while i < last:
-        j = min(i - df + db, last)
-        total += paths * width * (_span_nfe(step_nfe, sig, i - df, j) + (0 if j == last else int(step_nfe(sig[j], 0.0))))
-        i = j
+    cost = CallableStepper(None, None, sig[0], step_nfe_fn=step_nfe)
+    last, total = len(sig) - 1, paths * span_nfe(cost, sig, 0, start_step)
+    for i, j in path_rounds(sig, start_step, df, db):
+        total += paths * width * (span_nfe(cost, sig, i - df, j) + (0 if j == last else cost.step_nfe(sig[j], 0.0)))
     return total

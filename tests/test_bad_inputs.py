@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from noise_search.samplers.noise_space import EDM
 from noise_search.samplers.ode import heun_step, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import check_sigmas, karras_sigmas, rf_time_to_sigma
 from noise_search.search.evaluate import Batch, Evaluator
@@ -36,8 +37,8 @@ def model(x, sigma):
     return (x + s2 * 0.3) / (1 + s2)
 
 
-def gen(noise):
-    return sample_heun(model, noise * SIGMAS[0], SIGMAS)
+def gen(candidates):
+    return sample_heun(model, candidates.noise * SIGMAS[0], SIGMAS)
 
 
 def den(x, a, b):
@@ -63,7 +64,7 @@ def zo(**kw):
 def ps(sigmas=SIGMAS, **kw):
     base = dict(seed=0, paths=2, width=2, start_step=3, forward_steps=1, backward_steps=2)
     base.update(kw)
-    return path_search(den, score, SHAPE, sigmas, **base)
+    return path_search(den, score, SHAPE, sigmas, **base, space=EDM)
 
 
 # -- toy world, verifiers (built lazily: only the cases that need them load weights) ------------------
@@ -120,6 +121,30 @@ def hps_folder(tmp, ckpt_bytes):
 def load_verifier(*a, **kw):
     from noise_search.verifiers.registry import load_verifier as lv
     return lv(*a, **kw)
+
+
+def score_cli(tmp, *args):
+    """``python -m noise_search score ARGS IMAGE`` with a real image file in ``tmp`` (the command checks its images first)."""
+    from PIL import Image
+
+    from noise_search.cli import main
+    Image.new("RGB", (8, 8)).save(tmp / "x.png")
+    return main(["score", *args, str(tmp / "x.png")])
+
+
+def image_reward_deeper_than_med_config(tmp):
+    """A tiny ImageReward folder whose checkpoint has 2 text-encoder layers while its med_config.json says 1."""
+    import sys
+    fixtures = str(ROOT / "tests" / "fixtures")
+    if fixtures not in sys.path:
+        sys.path.insert(0, fixtures)
+    import verifiers_support as S
+    S.synthetic_bert_vocab(str(tmp / "vocab.txt"))
+    n = len((tmp / "vocab.txt").read_text(encoding="utf-8").splitlines()) + 2  # + [DEC], [ENC]
+    med = S.tiny_med_config(n)
+    torch.save(S.RefImageReward(n, med).state_dict(), tmp / "ImageReward.pt")
+    S.write_json(tmp / "med_config.json", {**med, "num_hidden_layers": 1})
+    return load_verifier("image_reward", tmp, vision_heads=3)
 
 
 def ensemble(members, **kw):
@@ -220,7 +245,7 @@ CASES = {
             ["sigmas must be a non-increasing grid", "finite sigmas >= 0", "got [1.0, 2.0, 0.5, 0.0]"]),
     "S36": (lambda t: ps(sigmas=[5.0, math.nan, 0.0], start_step=1, forward_steps=0, backward_steps=1), ValueError,
             ["sigmas must be a non-increasing grid", "got [5.0, nan, 0.0]"]),
-    "S37": (lambda t: replay(PathRecipe(SeedRecipe(1), 4, 0, 5), den, SHAPE, SIGMAS, start_step=3, forward_steps=1, backward_steps=2),
+    "S37": (lambda t: replay(PathRecipe(SeedRecipe(1), 4, 0, 5), den, SHAPE, SIGMAS, start_step=3, forward_steps=1, backward_steps=2, space=EDM),
             ValueError, ["re-noises at step 4", "puts that round at step 3"]),
     # ---- what generate / score return
     "S38": (lambda t: random_search(gen, lambda b: torch.tensor([0.0, math.nan, 1.0]), SHAPE, count=3, nfe_per_candidate=NFE, chunk_size=3),
@@ -231,7 +256,7 @@ CASES = {
             ValueError, ["score() returned 2 scores for 3 candidates", "one per candidate"]),
     "S41": (lambda t: random_search(lambda n: gen(n)[:1], score, SHAPE, count=3, nfe_per_candidate=NFE, chunk_size=3),
             ValueError, ["generate() returned 1 samples for 3 noises", "one per noise"]),
-    "S42": (lambda t: random_search(lambda n: [n], score, SHAPE, count=1, nfe_per_candidate=NFE), TypeError,
+    "S42": (lambda t: random_search(lambda c: [c.noise], score, SHAPE, count=1, nfe_per_candidate=NFE), TypeError,
             ["generate() must return a tensor or a Batch", "got list"]),
     "S43": (lambda t: resumed_with_other_seed(), ValueError, ["resume_from was made with other parameters", "seed=0 there, 9 here"]),
     # ---- samplers and schedules
@@ -271,9 +296,18 @@ CASES = {
             ["hpsv2 verifier", "HPS_v2_compressed.pt", "corrupt or unreadable", "download it again from huggingface.co/xswu/HPSv2"]),
     "V17": (lambda t: ensemble([clf()], rule="median"), ValueError, ["ensemble rule", "('mean_rank', 'zscore')", "got 'median'"]),
     "V18": (lambda t: ranks([1.0, math.nan]), ValueError, ["cannot rank non-finite scores", "nan"]),
+    "V19": (lambda t: load_verifier("clip_score", t, scale="percent"), ValueError,
+            ["clip_score scale must be one of 'cosine', 'hessel', 'torchmetrics'", "got 'percent'"]),
+    "V20": (lambda t: load_verifier("pick_score", t, scale="hessel"), ValueError,
+            ["verifier 'pick_score' has no scale option", "scale='hessel'", "only clip_score: cosine, hessel, torchmetrics"]),
+    "V21": (lambda t: score_cli(t, "--verifier", "clip_score", "--weights", str(t), "--prompt", "a", "--scale", "percent"),
+            SystemExit, ["--scale must be one of cosine, hessel, torchmetrics", "got 'percent'"]),
+    "V22": (lambda t: image_reward_deeper_than_med_config(t), OSError,
+            ["image_reward verifier", "ImageReward.pt", "text-encoder layers [1] beyond med_config.json's num_hidden_layers = 1",
+             "download it again from huggingface.co/THUDM/ImageReward"]),
     # ---- toy world
     "T01": (lambda t: toy().__class__(10), ValueError, ["digit (class id)", "[0, 9]", "got 10"]),
-    "T02": (lambda t: toy().generate(torch.zeros(2, 4, 8, 8)), ValueError, ["toy-world noise", "[B, 1, 8, 8]", "got (2, 4, 8, 8)"]),
+    "T02": (lambda t: toy().sample(torch.zeros(2, 4, 8, 8)), ValueError, ["toy-world noise", "[B, 1, 8, 8]", "got (2, 4, 8, 8)"]),
     "T03": (lambda t: toy().__class__(3, steps=0), ValueError, ["steps", ">= 1", "got 0"]),
     "T04": (lambda t: toy().__class__(3, generator="gan"), ValueError, ["generator", "'teacher' or 'student'", "got 'gan'"]),
     "T05": (lambda t: toy().__class__(3, method="dpm"), ValueError, ["method", "['euler', 'heun']", "got 'dpm'"]),

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from closed_form import CountingModel
+from noise_search.samplers.noise_space import EDM
 from noise_search.samplers.ode import heun_step, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.paths import path_search
@@ -52,7 +53,7 @@ def run(algo, model, **kw):
                                  nfe_per_candidate=NFE, chunk_size=2, top_k=4, **kw)
     den = lambda x, a, b: heun_step(model, x, a, b)[0]
     return path_search(den, score, SHAPE, SIGMAS, seed=11, paths=2, width=3, start_step=2, forward_steps=1, backward_steps=2,
-                       step_nfe=lambda a, b: step_nfe("heun", b), chunk_size=2, top_k=4, **kw)
+                       step_nfe=lambda a, b: step_nfe("heun", b), chunk_size=2, top_k=4, **kw, space=EDM)
 
 
 def cancel_after(n):
@@ -163,7 +164,7 @@ import torch
 import noise_search.toyworld
 from noise_search.samplers.ode import STEPS, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
-from noise_search.search.evaluate import Batch
+from noise_search.search.evaluate import LATENT, Batch
 
 
 class StubWorld:
@@ -198,7 +199,7 @@ class StubWorld:
         return self.decode(x)
 
     def decode(self, x):
-        return Batch(((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).contiguous(), {"latents": x})
+        return Batch(((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).contiguous(), {LATENT: x})
 
     def score(self, batch):
         return -((batch.samples - self.target) ** 2).flatten(1).sum(1)

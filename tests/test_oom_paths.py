@@ -5,6 +5,7 @@ chunking cannot change a bit)."""
 import pytest
 import torch
 
+from noise_search.samplers.noise_space import EDM
 from noise_search.samplers.ode import heun_step, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.paths import path_search
@@ -24,7 +25,7 @@ def score(batch):
 
 def run(den, chunk):
     return path_search(den, score, SHAPE, karras_sigmas(8, 0.002, 80.0), seed=4, paths=3, width=3, start_step=3,
-                       forward_steps=1, backward_steps=2, step_nfe=lambda a, b: step_nfe("heun", b), chunk_size=chunk, top_k=2)
+                       forward_steps=1, backward_steps=2, step_nfe=lambda a, b: step_nfe("heun", b), chunk_size=chunk, top_k=2, space=EDM)
 
 
 @pytest.mark.parametrize("limit", [1, 2])

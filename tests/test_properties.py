@@ -9,6 +9,7 @@ import torch
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from closed_form import CountingModel
+from noise_search.samplers.noise_space import EDM
 from noise_search.samplers.ode import STEPS, sample_euler, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.noise import (MAX_SEED, NeighbourRecipe, PathRecipe, SeedRecipe, derive_seed, recipe_from_dict,
@@ -147,7 +148,7 @@ def test_path_search_nfe_equals_model_calls_and_the_planner(method, params, n, w
     den = lambda x, a, b: STEPS[method](m, x, a, b)[0]
     snfe = lambda a, b: step_nfe(method, b)
     p = path_search(den, score, SHAPE, sig, seed=3, paths=n, width=width, start_step=start, forward_steps=df,
-                    backward_steps=db, step_nfe=snfe, chunk_size=chunk)
+                    backward_steps=db, step_nfe=snfe, chunk_size=chunk, space=EDM)
     planned = path_search_nfe(sig, paths=n, width=width, start_step=start, forward_steps=df, backward_steps=db, step_nfe=snfe)
     assert p.nfe == m.calls == planned
     final = max(c.round for c in p.history)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from closed_form import MU, CountingModel
+from noise_search.samplers.noise_space import EDM
 from noise_search.samplers.ode import heun_step, sample_heun, sample_euler, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
 from noise_search.search.candidates import Candidates
@@ -141,13 +142,13 @@ def test_paths_nfe_winner_and_replay(world):
     model, sigmas, _, _ = world
     den, snfe = _path_args(model, sigmas)
     p = path_search(den, target_score, SHAPE, sigmas, seed=4, paths=2, width=3, start_step=3, forward_steps=1,
-                    backward_steps=2, step_nfe=snfe, chunk_size=4)
+                    backward_steps=2, step_nfe=snfe, chunk_size=4, space=EDM)
     assert p.nfe == model.calls
     final_round = max(c.round for c in p.history)
     finals = [c for c in p.history if c.round == final_round]
     assert len(finals) == 6 and p.winner.score == max(c.score for c in finals)
     assert all(c.round == final_round for c in p.top_k)
-    x = replay(p.winner.recipe, den, SHAPE, sigmas, start_step=3, forward_steps=1, backward_steps=2)
+    x = replay(p.winner.recipe, den, SHAPE, sigmas, start_step=3, forward_steps=1, backward_steps=2, space=EDM)
     assert torch.equal(x, p.winner_sample())
 
 
@@ -155,7 +156,7 @@ def test_paths_with_no_renoising_reduce_to_plain_sampling(world):
     model, sigmas, gen, _ = world
     den, snfe = _path_args(model, sigmas)
     p = path_search(den, target_score, SHAPE, sigmas, seed=20, paths=3, width=1, start_step=2, forward_steps=0,
-                    backward_steps=2, step_nfe=snfe)
+                    backward_steps=2, step_nfe=snfe, space=EDM)
     plain = gen(Candidates.of([SeedRecipe(20), SeedRecipe(21), SeedRecipe(22)], SHAPE))
     order = sorted(range(3), key=lambda i: -target_score(Batch(plain[i:i + 1])).item())
     assert torch.equal(p.top_k_samples["samples"], plain[order])
@@ -165,9 +166,9 @@ def test_paths_refuse_bad_deltas(world):
     model, sigmas, _, _ = world
     den, _ = _path_args(model, sigmas)
     with pytest.raises(ValueError, match="delta_b > delta_f"):
-        path_search(den, target_score, SHAPE, sigmas, start_step=3, forward_steps=2, backward_steps=2)
+        path_search(den, target_score, SHAPE, sigmas, start_step=3, forward_steps=2, backward_steps=2, space=EDM)
     with pytest.raises(ValueError, match="start_step must be in"):
-        path_search(den, target_score, SHAPE, sigmas, start_step=8, forward_steps=0, backward_steps=1)
+        path_search(den, target_score, SHAPE, sigmas, start_step=8, forward_steps=0, backward_steps=1, space=EDM)
 
 
 def test_interrupt_hands_over_best_so_far_then_propagates(world):
