@@ -27,7 +27,8 @@ def test_preprocess_shapes_channels_and_normalisation():
     p = ImagePreprocess(crop=16, resize=20, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     grey = torch.full((2, 30, 50, 1), 0.25)
     rgba = torch.cat([torch.full((1, 7, 9, 3), 1.0), torch.zeros(1, 7, 9, 1)], -1)
-    assert p(grey).shape == (2, 3, 16, 16) and torch.allclose(p(grey), torch.full((2, 3, 16, 16), -0.5), atol=1e-6)
+    # an IMAGE is read as ComfyUI's SaveImage writes it, 8-bit truncated as the originals read a PNG: 0.25 -> 63
+    assert p(grey).shape == (2, 3, 16, 16) and torch.allclose(p(grey), torch.full((2, 3, 16, 16), (63 / 255 - 0.5) / 0.5), atol=1e-6)
     assert torch.allclose(p(rgba), torch.ones(1, 3, 16, 16), atol=1e-6)  # alpha dropped, bicubic overshoot clamped
 
 
@@ -251,7 +252,7 @@ def test_hub_is_never_contacted(tmp_path, monkeypatch):
 def test_cli_scores_images(tmp_path, capsys):
     from PIL import Image
 
-    from noise_search.verifiers import cli
+    from noise_search.cli import score as cli
 
     folder = tmp_path / "clip"
     S.save_tiny_clip(str(folder))
@@ -292,6 +293,6 @@ def test_dispatcher_hookup():
     except ImportError as err:  # the dispatcher belongs to another module of the pack
         pytest.skip(f"noise_search.cli not importable: {err}")
     args = top.build_parser().parse_args(["score", "--verifier", "clip_score", "--weights", "w", "--prompt", "p", "a.png"])
-    from noise_search.verifiers import cli
+    from noise_search.cli import score as cli
 
     assert args.run is cli.run and args.images == ["a.png"] and args.prompt == "p"

@@ -93,7 +93,8 @@ def test_preprocessor_config_sets_crop_and_normalisation(tmp_path, clip_dir, ima
     v = load_verifier("clip_score", d)
     assert (v.preprocess.crop, v.preprocess.resize, v.preprocess.mean, v.preprocess.std) == (32, 40, (0.5,) * 3, (0.25,) * 3)
     px = v.preprocess(torch.full((1, 80, 120, 3), 0.75))
-    assert px.shape == (1, 3, 32, 32) and torch.allclose(px, torch.ones_like(px), atol=1e-5)
+    # 0.75 is 191 in 8 bits (SaveImage truncates), as the original pipeline reads the saved PNG
+    assert px.shape == (1, 3, 32, 32) and torch.allclose(px, torch.full_like(px, (191 / 255 - 0.5) / 0.25), atol=1e-5)
 
 
 def test_clip_zero_shot_logit_of_class(tmp_path, clip_dir, images):

@@ -6,14 +6,19 @@ A verifier returns a float32 CPU tensor of B scores.
 """
 
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PIL_BICUBIC = int(Image.BICUBIC)  # 3, as transformers' preprocessor configs write ``resample``
 
 
 def check_images(images, name="images"):
@@ -49,68 +54,143 @@ def to_rgb_nchw(images):
     return x.permute(0, 3, 1, 2).float()
 
 
-def resize_shortest(x, size):
-    """Bicubic+antialias resize of [B,C,H,W] so the shorter side is ``size`` (torchvision ``Resize(int)``
-    rounding: the longer side is ``int(size * long / short)``); clamped to 0..1 like a uint8 image."""
-    h, w = x.shape[-2:]
-    if min(h, w) == size:
+def quantize_8bit(images):
+    """IMAGE [B,H,W,C] -> float [B,3,H,W] holding the whole 8-bit levels 0..255 that ComfyUI's ``SaveImage`` writes
+    to PNG: ``np.clip(255. * i, 0, 255).astype(np.uint8)``, a float32 product truncated, not rounded. The verifiers'
+    original scoring code reads such a PNG with ``Image.open``, so every pipeline starts from these values (an RGBA
+    IMAGE is taken as its RGB, grey is repeated: ComfyUI's IMAGE carries no alpha). Kept in float so that HPSv2's
+    float pipeline skips a uint8 round trip."""
+    return (to_rgb_nchw(images) * 255.0).clamp_(0, 255).trunc_()
+
+
+def to_uint8(images):
+    """IMAGE [B,H,W,C] -> uint8 [B,3,H,W]: the pixels of the PNG ComfyUI's ``SaveImage`` writes (``quantize_8bit``)."""
+    return quantize_8bit(images).to(torch.uint8)
+
+
+def shortest_side_size(h, w, size):
+    """(height, width) with the shorter side ``size`` and the longer ``int(size * long / short)``: torchvision's
+    ``Resize(int)`` and transformers' ``get_resize_output_image_size(default_to_square=False)`` alike."""
+    return (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+
+
+def _pil_resize_one(a, size_wh, resample):
+    """One [C,H,W] array through Pillow's ``Image.resize``: 8-bit RGB as one "RGB" image (as the originals hold
+    a PNG), anything else one channel at a time ("L" for uint8, "F" for float32); -> [C,h,w]."""
+    if a.dtype == np.uint8 and a.shape[0] == 3:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0))).resize(size_wh, resample)).transpose(2, 0, 1)
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c)).resize(size_wh, resample)) for c in a])
+
+
+def pil_resize(x, size, resample=PIL_BICUBIC):
+    """Resize [B,C,H,W] to ``size`` = (height, width) with Pillow, as the originals resize the PIL image of a PNG
+    (torchvision's ``Resize`` on a PIL image calls ``img.resize(size, resample)``; transformers' PIL image
+    processors likewise). Pillow resamples in two separable passes through a clipped, rounded 8-bit intermediate,
+    which torch's float bicubic does not reproduce (tens of 8-bit levels apart at hard edges). A tensor already of
+    that size is returned as is (so does torchvision); otherwise the result is a CPU tensor (uint8 stays uint8,
+    other dtypes float32)."""
+    if tuple(x.shape[-2:]) == tuple(size):
         return x
-    if h <= w:
-        nh, nw = size, int(size * w / h)
-    else:
-        nh, nw = int(size * h / w), size
-    return F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+    a = x.detach().cpu().numpy()
+    if a.dtype != np.uint8:
+        a = a.astype(np.float32)
+    work = partial(_pil_resize_one, size_wh=(size[1], size[0]), resample=resample)
+    workers = min(len(a), torch.get_num_threads())
+    if workers > 1:  # Pillow releases the GIL while it resamples: one image per thread
+        with ThreadPoolExecutor(workers) as pool:
+            return torch.from_numpy(np.stack(list(pool.map(work, a))))
+    return torch.from_numpy(np.stack([work(img) for img in a]))
 
 
-def center_crop(x, size):
-    """torchvision ``CenterCrop``: offsets ``round((H - size) / 2)``; pads with 0 when the image is smaller."""
+def resize_shortest(x, size, resample=PIL_BICUBIC):
+    """Pillow resize of [B,C,H,W] so the shorter side is ``size`` (see ``shortest_side_size``, ``pil_resize``)."""
+    return pil_resize(x, shortest_side_size(*x.shape[-2:], size), resample)
+
+
+CROP_OFFSETS = {
+    "round": lambda excess: int(round(excess / 2.0)),  # torchvision CenterCrop (Python round: halves to even)
+    "floor": lambda excess: excess // 2,  # transformers' image_transforms.center_crop
+}
+
+
+def center_crop(x, size, offset="round"):
+    """Centre crop [..., H, W] to ``size`` x ``size``. ``offset`` "round": torchvision's ``CenterCrop`` (openai CLIP,
+    ImageReward, DINOv2), top = ``int(round((H - size) / 2.0))``; "floor": transformers' ``center_crop``
+    (CLIPImageProcessor, BitImageProcessor), top = ``(H - size) // 2``: they differ by a pixel when H - size is
+    3 mod 4 (e.g. SDXL's 832x1216 at 224). A smaller image is zero-padded first, torchvision putting the odd
+    pixel after the image, transformers before it."""
+    rule = CROP_OFFSETS[offset]
     h, w = x.shape[-2:]
     if h < size or w < size:
         ph, pw = max(size - h, 0), max(size - w, 0)
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        top, left = (ph // 2, pw // 2) if offset == "round" else (ph - ph // 2, pw - pw // 2)
+        x = F.pad(x, (left, pw - left, top, ph - top))
         h, w = x.shape[-2:]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = rule(h - size), rule(w - size)
     return x[..., top: top + size, left: left + size]
 
 
 def resize_max_pad(x, size, fill=0.0):
-    """open_clip ``ResizeMaxSize`` (HPSv2's evaluation transform): longer side to ``size``, pad to a square."""
+    """open_clip's ``ResizeMaxSize`` as HPSv2's evaluation transform applies it: after ``ToTensor``, so on the float
+    image [B,C,H,W]: longer side to ``size`` (``round(dim * scale)``) with torchvision's tensor resize (bicubic,
+    antialias, the torchvision >= 0.17 default; no clamp, so the bicubic overshoot below 0 and above 1 is kept),
+    then padded to a square with ``fill`` (0: black, before ``Normalize``). Unlike the original, an image whose
+    longer side is already ``size`` is padded too (the original passes it through non-square, which the ViT rejects)."""
     h, w = x.shape[-2:]
     scale = size / float(max(h, w))
     nh, nw = round(h * scale), round(w * scale)
     if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
     ph, pw = size - nh, size - nw
     return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=fill)
 
 
 class ImagePreprocess:
-    """Torch preprocessing of IMAGE tensors of any size: resize (bicubic, antialias), centre crop (or pad),
-    normalise. ``mode``: "crop" (CLIP/DINO style: shorter side to ``resize``, centre crop ``crop``),
-    "pad" (longer side to ``crop`` then pad, HPSv2) or "squash" (resize straight to ``crop`` x ``crop``)."""
+    """IMAGE tensors of any size -> normalised model pixels, computed as each verifier's original scoring code
+    computes them from the PNG ComfyUI would save (``to_uint8``). ``mode``:
 
-    def __init__(self, crop=224, resize=None, mean=CLIP_MEAN, std=CLIP_STD, mode="crop"):
+    - "crop": Pillow resize (``resample``) of the 8-bit image to the shorter side ``resize``, centre crop ``crop``
+      with ``crop_offset`` ("round": torchvision's ``Resize`` + ``CenterCrop`` on a PIL image, as openai CLIP,
+      ImageReward and DINOv2 do; "floor": transformers' PIL image processors, CLIPImageProcessor / BitImageProcessor);
+    - "squash": Pillow resize of the 8-bit image to ``resize`` x ``resize`` (transformers' size {height, width}),
+      then the same centre crop (none when ``crop == resize``);
+    - "pad": HPSv2 (open_clip ``ToTensor`` then ``ResizeMaxSize``): the 8-bit image as floats, ``resize_max_pad``.
+
+    Then ``/ 255`` (``ToTensor`` / ``rescale``) and ``(x - mean) / std``. Pillow runs on the CPU (as in the
+    originals); the crop, the "pad" resize and the normalisation run on ``device``."""
+
+    def __init__(self, crop=224, resize=None, mean=CLIP_MEAN, std=CLIP_STD, mode="crop", crop_offset="round", resample=PIL_BICUBIC):
         if mode not in ("crop", "pad", "squash"):
             raise ValueError(f"preprocess mode must be 'crop', 'pad' or 'squash', got {mode!r}")
+        if crop_offset not in CROP_OFFSETS:
+            raise ValueError(f"crop_offset must be one of {tuple(CROP_OFFSETS)}, got {crop_offset!r}")
         self.crop, self.resize = int(crop), int(resize or crop)
         self.mean, self.std, self.mode = tuple(float(m) for m in mean), tuple(float(s) for s in std), mode
+        self.crop_offset, self.resample = crop_offset, int(resample)
+
+    def pixels_8bit(self, u8):
+        """The 8-bit steps of "crop" / "squash" (Pillow resize, centre crop): uint8 [B,3,H,W] -> [B,3,crop,crop]."""
+        if self.mode == "squash":
+            x = pil_resize(u8, (self.resize, self.resize), self.resample)
+        else:
+            x = resize_shortest(u8, self.resize, self.resample)
+        return center_crop(x, self.crop, self.crop_offset)
 
     def __call__(self, images, device=None, dtype=torch.float32):
-        x = to_rgb_nchw(check_images(images))
-        if device is not None:
-            x = x.to(device)
-        if self.mode == "crop":
-            x = center_crop(resize_shortest(x, self.resize), self.crop)
-        elif self.mode == "pad":
-            x = resize_max_pad(x, self.crop)
-        elif tuple(x.shape[-2:]) != (self.crop, self.crop):
-            x = F.interpolate(x, size=(self.crop, self.crop), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+        images = check_images(images)
+        device = images.device if device is None else device
+        rows = images.split(1)  # quantised one image at a time: the float temporaries stay one image large
+        if self.mode == "pad":
+            x = torch.cat([resize_max_pad(quantize_8bit(r.to(device)).div_(255), self.crop) for r in rows])
+        else:
+            x = self.pixels_8bit(torch.cat([to_uint8(r) for r in rows])).to(device).float().div_(255)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std).to(dtype)
 
     def __repr__(self):
-        return f"ImagePreprocess(crop={self.crop}, resize={self.resize}, mode={self.mode!r})"
+        return (f"ImagePreprocess(crop={self.crop}, resize={self.resize}, mode={self.mode!r}, crop_offset={self.crop_offset!r}, "
+                f"resample={self.resample})")
 
 
 class EmbeddingCache:

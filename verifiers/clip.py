@@ -2,24 +2,35 @@
 CLIP zero-shot class logits; and the open_clip -> ``CLIPModel`` state-dict conversion (HPSv2 checkpoints).
 
 Scores, as the sources report them:
-- ``clip_score``: raw cosine of the CLIP image and text embeddings (Ma et al. report the raw cosine).
+- ``clip_score``: cosine of the CLIP image and text embeddings on one of three scales (``scale=``, see
+  docs/verifier-scales.md): ``cosine`` (default, raw), ``hessel`` (``2.5 * max(cos, 0)``, Hessel et al. 2021 Sec. 3;
+  the scale of the CLIPScore values Ma et al. report, 0.7-0.8) or ``torchmetrics`` (``max(100 * cos, 0)``).
 - ``pick_score``: ``logit_scale.exp() * cosine`` (PickScore paper, ~20 for a good match).
 - ``hpsv2`` / ``hpsv2.1``: raw cosine (``hpsv2.score``: ``image_features @ text_features.T``).
 - ``aesthetic``: LAION MLP on the L2-normalised CLIP ViT-L/14 image embedding (1..10 scale).
 - ``clip_zero_shot``: ``logit_scale.exp() * cosine(image, class embedding)``, the class embedding being the
   normalised mean of the normalised template embeddings ("a photo of a {}." ...); optionally log-softmax.
+
+Prompt text, as each original tokenises it (docs/verifier-scales.md, "Prompt text"): HPSv2 (open_clip) and
+CLIPScore ``hessel`` (OpenAI CLIP) clean the prompt like open_clip's ``SimpleTokenizer`` (``open_clip_clean``);
+the others use the folder's transformers tokenizer as is. A prompt longer than the text encoder's 77 tokens keeps
+its first 76 tokens and the end-of-text token (open_clip, OpenAI CLIP, transformers ``truncation=True``), except
+under CLIPScore ``torchmetrics``, which keeps the first 77 ids as torchmetrics does; both warn.
 """
 
+import html
 import json
 import os
 import re
+import unicodedata
+import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import files
-from .base import CLIP_MEAN, CLIP_STD, ImagePreprocess, Verifier, class_ids
+from .base import CLIP_MEAN, CLIP_STD, PIL_BICUBIC, ImagePreprocess, Verifier, class_ids
 from .imagenet import IMAGENET_CLASSES, IMAGENET_TEMPLATES, SIMPLE_TEMPLATES
 
 CLIP_SOURCE = "huggingface.co/openai/clip-vit-large-patch14 (or any CLIP model saved with save_pretrained)"
@@ -33,30 +44,37 @@ CLIP_TOKENIZER_FILES = ["tokenizer.json (or vocab.json + merges.txt)", "tokenize
 
 # -- folders -------------------------------------------------------------------------------------
 
-def preprocess_from_folder(folder, default_size=224, mean=CLIP_MEAN, std=CLIP_STD, mode="crop"):
-    """Crop size / resize / mean / std from ``preprocessor_config.json`` (4.x) or ``processor_config.json``
-    (5.x) when the folder has one; otherwise CLIP defaults at ``default_size``."""
-    cfg = None
+def image_processor_config(folder):
+    """The image-processor settings of a transformers folder: ``preprocessor_config.json`` (4.x) or the
+    ``image_processor`` entry of ``processor_config.json`` (5.x); {} when it has neither."""
     for n in ("preprocessor_config.json", "processor_config.json"):
         p = os.path.join(folder, n)
         if os.path.isfile(p):
             with open(p, encoding="utf-8") as f:
                 cfg = json.load(f)
-            cfg = cfg.get("image_processor", cfg)
-            break
-    if not cfg:
-        return ImagePreprocess(default_size, default_size, mean, std, mode)
+            return cfg.get("image_processor", cfg) or {}
+    return {}
 
-    def _size(v, key):
-        if isinstance(v, dict):
-            return v.get(key) or v.get("height") or v.get("shortest_edge")
-        return v
 
-    crop = _size(cfg.get("crop_size"), "height") or _size(cfg.get("size"), "shortest_edge") or default_size
-    resize = _size(cfg.get("size"), "shortest_edge") or crop
-    if cfg.get("do_center_crop") is False:
+def preprocess_from_folder(folder, default_size=224, mean=CLIP_MEAN, std=CLIP_STD, crop_offset="floor"):
+    """The folder's transformers image processor (its PIL backend: CLIPImageProcessor, BitImageProcessor...) as an
+    ``ImagePreprocess``: ``size`` {"shortest_edge"} (or a bare int, the legacy CLIP form) resizes the shorter side,
+    {"height", "width"} squashes to that square; then a centre crop to ``crop_size`` unless ``do_center_crop`` is
+    false; ``resample`` (Pillow filter code, default bicubic), ``image_mean`` / ``image_std``. Without a config: shorter
+    side and crop ``default_size`` with ``mean`` / ``std``. ``crop_offset`` "floor" is transformers' centre crop;
+    loaders whose original scoring code uses torchvision's transforms instead pass "round"."""
+    cfg = image_processor_config(folder)
+    size = cfg.get("size") or default_size
+    if isinstance(size, dict) and not size.get("shortest_edge") and size.get("height"):
+        mode, resize = "squash", size["height"]
+    else:
+        mode, resize = "crop", (size.get("shortest_edge") if isinstance(size, dict) else size) or default_size
+    crop = cfg.get("crop_size")
+    crop = crop.get("height") if isinstance(crop, dict) else crop
+    if not crop or cfg.get("do_center_crop") is False:
         crop = resize
-    return ImagePreprocess(crop, resize, cfg.get("image_mean", mean), cfg.get("image_std", std), mode)
+    return ImagePreprocess(crop, resize, cfg.get("image_mean", mean), cfg.get("image_std", std), mode, crop_offset,
+                           cfg.get("resample", PIL_BICUBIC))
 
 
 def load_tokenizer(folder, verifier, source):
@@ -70,9 +88,9 @@ def load_tokenizer(folder, verifier, source):
     return files.from_pretrained(AutoTokenizer, folder, verifier, source)
 
 
-def load_clip_folder(path, verifier="clip_score", source=CLIP_SOURCE, need_text=True):
+def load_clip_folder(path, verifier="clip_score", source=CLIP_SOURCE, need_text=True, crop_offset="floor"):
     """A transformers CLIP folder (``CLIPModel``, or ``CLIPVisionModelWithProjection`` when ``need_text`` is
-    False) -> (model, tokenizer or None, preprocess)."""
+    False) -> (model, tokenizer or None, preprocess); ``crop_offset`` as in ``preprocess_from_folder``."""
     from transformers import CLIPModel, CLIPVisionModelWithProjection
 
     extra = ["preprocessor_config.json (optional)"]
@@ -87,15 +105,80 @@ def load_clip_folder(path, verifier="clip_score", source=CLIP_SOURCE, need_text=
         files.check_hf_folder(folder, verifier, source, need_tokenizer=True, extra_expected=extra)
     model = files.from_pretrained(CLIPModel if mt == "clip" else CLIPVisionModelWithProjection, folder, verifier, source)
     tok = load_tokenizer(folder, verifier, source) if need_text else None
-    return model, tok, preprocess_from_folder(folder, model.config.vision_config.image_size if hasattr(model.config, "vision_config") else model.config.image_size)
+    size = model.config.vision_config.image_size if hasattr(model.config, "vision_config") else model.config.image_size
+    return model, tok, preprocess_from_folder(folder, size, crop_offset=crop_offset)
+
+
+# -- prompt text ---------------------------------------------------------------------------------
+
+try:  # open_clip and OpenAI CLIP run ftfy.fix_text on every prompt; here ftfy is optional (not a dependency)
+    import ftfy as _ftfy
+except ImportError:
+    _ftfy = None
+
+
+def ftfy_fix_text():
+    """``ftfy.fix_text`` when ftfy is installed, else None."""
+    return _ftfy.fix_text if _ftfy is not None else None
+
+
+HTML_ENTITY = re.compile(r"&#?[0-9A-Za-z]{1,24};")  # the entities ftfy.fix_text decodes (ftfy.chardata.HTML_ENTITY_RE)
+
+
+def fix_text_without_ftfy(text):
+    """The two steps of ``ftfy.fix_text`` (ftfy 6, default settings) that touch any text, for when ftfy is absent:
+    decode HTML entities ``&...;`` until none is left, unless the text holds a ``<`` (ftfy then takes it for HTML),
+    then Unicode NFC. ftfy's other fixes (mojibake, curly quotes, ligatures, full-width forms, control characters)
+    are left out: ``ftfy_may_change`` flags the text they could change."""
+    if "<" not in text:
+        prev = None
+        while prev != text:
+            prev, text = text, HTML_ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+    return unicodedata.normalize("NFC", text)
+
+
+def open_clip_clean(text, fix_text="auto"):
+    """A prompt as open_clip's ``SimpleTokenizer.encode`` (clean='lower', HPSv2's tokenizer) and OpenAI CLIP's
+    ``clip.tokenize`` (Hessel's CLIPScore) hand it to the BPE: ``whitespace_clean(basic_clean(text)).lower()``, where
+    ``basic_clean`` is ``ftfy.fix_text``, ``html.unescape`` twice and ``strip``, and ``whitespace_clean`` turns every
+    run of whitespace into one space. ``fix_text``: "auto" = ``ftfy.fix_text`` when ftfy is installed, else
+    ``fix_text_without_ftfy``; None = ``fix_text_without_ftfy``; or any callable."""
+    fix = (ftfy_fix_text() if fix_text == "auto" else fix_text) or fix_text_without_ftfy
+    text = html.unescape(html.unescape(fix(text))).strip()
+    return " ".join(text.split()).strip().lower()
+
+
+def ftfy_may_change(text):
+    """True when ``ftfy.fix_text`` might clean ``text`` otherwise than ``fix_text_without_ftfy``: a character outside
+    printable ASCII and ``\\t \\n \\r \\f``, or an HTML entity left over (an all-caps one such as ``&EACUTE;``)."""
+    if any(not (" " <= c <= "~" or c in "\t\n\r\f") for c in text):
+        return True
+    return HTML_ENTITY.search(html.unescape(html.unescape(fix_text_without_ftfy(text)))) is not None
+
+
+def use_open_clip_text(tokenizer):
+    """Prepare a transformers CLIP tokenizer for ``open_clip_clean``-ed prompts: drop its own normalizer (NFC,
+    whitespace, lowercase), which ``open_clip_clean`` already applies in open_clip's order (the tokenizer's NFC
+    would otherwise run after ``html.unescape``, where open_clip has none). Changes ``tokenizer`` in place."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.normalizer = None
+    return tokenizer
 
 
 # -- verifiers -----------------------------------------------------------------------------------
 
 class CLIPBase(Verifier):
-    """Shared CLIP towers: normalised image embeddings (batched) and normalised text embeddings (LRU-cached)."""
+    """Shared CLIP towers: normalised image embeddings (batched) and normalised text embeddings (LRU-cached).
+
+    Text: ``text_clean`` "open_clip" runs ``open_clip_clean`` on each prompt first (None: the tokenizer alone). A
+    prompt longer than ``max_length`` tokens (with start and end tokens) keeps its first ``max_length - 1`` tokens
+    and the end-of-text token when ``keep_eot`` (open_clip / OpenAI CLIP ``tokenize``, transformers
+    ``truncation=True``), else its first ``max_length`` ids (torchmetrics' CLIPScore); a warning says so."""
 
     condition = "prompt"
+    text_clean = None
+    keep_eot = True
 
     def __init__(self, model, tokenizer, preprocess, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=256):
         super().__init__(weights_id, device, dtype, batch_size, cache_size)
@@ -110,11 +193,38 @@ class CLIPBase(Verifier):
         pooled = self.model.vision_model(pixel_values=x).pooler_output
         return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
 
+    def clean_prompt(self, text):
+        if self.text_clean != "open_clip":
+            return text
+        if _ftfy is None and not getattr(self, "_ftfy_warned", False) and ftfy_may_change(text):
+            self._ftfy_warned = True
+            warnings.warn(f"{self.name}: ftfy is not installed, so prompts are cleaned without ftfy.fix_text, which the "
+                          "original (open_clip / OpenAI CLIP tokenizer) runs on every prompt; this prompt has characters "
+                          "ftfy may change (non-ASCII, control characters or HTML entities), so its tokens may differ from "
+                          "the original's. pip install ftfy for exact parity (docs/verifier-scales.md).", UserWarning, stacklevel=2)
+        return open_clip_clean(text)
+
+    def token_ids(self, texts):
+        """(input_ids, attention_mask) of ``texts``, cleaned, cut to ``max_length`` as the class docstring says, padded."""
+        L = self.max_length
+        ids = self.tokenizer([self.clean_prompt(t) for t in texts], verbose=False)["input_ids"]
+        long = [len(x) for x in ids if len(x) > L]
+        if long:
+            how = (f"its first {L - 1} tokens and the end-of-text token (as open_clip, OpenAI CLIP and transformers' "
+                   "truncation=True do)" if self.keep_eot else
+                   f"its first {L} ids, without the end-of-text token (as torchmetrics' CLIPScore does)")
+            warnings.warn(f"{self.name}: {len(long)} prompt(s) longer than the text encoder's {L} tokens (up to {max(long)}) "
+                          f"were cut: each keeps {how}", UserWarning, stacklevel=2)
+            eot = self.tokenizer.eos_token_id
+            ids = [(x[: L - 1] + [eot] if self.keep_eot else x[:L]) if len(x) > L else x for x in ids]
+        tok = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        return tok["input_ids"], tok["attention_mask"]
+
     @torch.no_grad()
     def encode_texts(self, texts):
         """Normalised text embeddings of ``texts`` (no cache); padding is harmless (causal mask, EOS pooling)."""
-        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        out = self.model.text_model(input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device))
+        ids, mask = self.token_ids(list(texts))
+        out = self.model.text_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
         return F.normalize(self.model.text_projection(out.pooler_output).float(), dim=-1)
 
     def text_embeds(self, prompts):
@@ -127,13 +237,43 @@ class CLIPBase(Verifier):
         return (self.image_embeds(images) * self.text_embeds(prompts)).sum(-1)
 
 
+CLIP_SCORE_SCALES = ("cosine", "hessel", "torchmetrics")
+HESSEL_W = 2.5  # Hessel et al. 2021, Sec. 3: CLIP-S(c, v) = w * max(cos(c, v), 0) with w = 2.5
+
+
+def check_clip_score_scale(scale, what="clip_score scale"):
+    if not isinstance(scale, str) or scale not in CLIP_SCORE_SCALES:
+        raise ValueError(f"{what} must be one of {', '.join(repr(s) for s in CLIP_SCORE_SCALES)}, got {scale!r}")
+    return scale
+
+
 class CLIPScoreVerifier(CLIPBase):
-    """CLIPScore as Ma et al. report it: the raw cosine of CLIP image and text embeddings."""
+    """CLIPScore: the cosine of CLIP image and text embeddings, on the scale ``scale`` (docs/verifier-scales.md):
+
+    - "cosine" (default): the raw cosine, in [-1, 1];
+    - "hessel": ``2.5 * max(cos, 0)`` (Hessel et al. 2021, Sec. 3), the scale of the CLIPScore values Ma et al. 2025
+      report (0.7-0.8 with ViT-L/14); prompts cleaned as OpenAI CLIP's tokenizer does (``open_clip_clean``; the
+      loader also drops the tokenizer's own normalizer, ``use_open_clip_text``);
+    - "torchmetrics": ``max(100 * cos, 0)`` per image (torchmetrics ``clip_score`` of one image); a prompt past 77
+      tokens keeps its first 77 ids, as torchmetrics does.
+
+    The scales are monotone in the cosine, so they rank images alike (the clamped ones tie at 0)."""
 
     name = "clip_score"
 
+    def __init__(self, model, tokenizer, preprocess, scale="cosine", **kw):
+        self.scale = check_clip_score_scale(scale)
+        super().__init__(model, tokenizer, preprocess, **kw)
+        self.text_clean = "open_clip" if scale == "hessel" else None
+        self.keep_eot = scale != "torchmetrics"
+
     def _score(self, images, conditions, early):
-        return self.cosine(images, conditions)
+        cos = self.cosine(images, conditions)
+        if self.scale == "hessel":
+            return HESSEL_W * cos.clamp(min=0)
+        if self.scale == "torchmetrics":
+            return (100 * cos).clamp(min=0)
+        return cos
 
 
 class PickScoreVerifier(CLIPBase):
@@ -146,9 +286,11 @@ class PickScoreVerifier(CLIPBase):
 
 
 class HPSVerifier(CLIPBase):
-    """HPSv2 / v2.1: open_clip ViT-H-14 finetuned; score = raw cosine, on HPSv2's pad-to-square preprocessing."""
+    """HPSv2 / v2.1: open_clip ViT-H-14 finetuned; score = raw cosine, on HPSv2's pad-to-square preprocessing;
+    prompts cleaned as open_clip's tokenizer does (``open_clip_clean``)."""
 
     name = "hpsv2"
+    text_clean = "open_clip"
 
     def _score(self, images, conditions, early):
         return self.cosine(images, conditions)
@@ -294,7 +436,9 @@ def load_aesthetic(path, device="cpu", dtype=torch.float32, clip_path=None, head
         raise files.missing_error(name, "the CLIP ViT-L/14 folder (config.json)", clip_path, expected, AESTHETIC_SOURCE)
     sd = files.load_torch_file(head, name, expected, AESTHETIC_SOURCE)
     mlp = load_reward_mlp(sd, head, name, expected, AESTHETIC_SOURCE)
-    model, _, pre = load_clip_folder(clip_path, name, AESTHETIC_SOURCE, need_text=False)
+    # the predictor's simple_inference.py scores with openai CLIP's clip.load("ViT-L/14") preprocess: torchvision
+    # Resize + CenterCrop on the PIL image (rounded crop offset)
+    model, _, pre = load_clip_folder(clip_path, name, AESTHETIC_SOURCE, need_text=False, crop_offset="round")
     dim = model.config.projection_dim
     if mlp.layers[0].in_features != dim:
         raise files.corrupt_error(name, head, f"the head takes {mlp.layers[0].in_features}-d embeddings but the CLIP model in {clip_path} gives {dim}-d "
@@ -429,27 +573,39 @@ def load_hps(path, device="cpu", dtype=torch.float32, version=None, batch_size=1
     if not isinstance(sd, dict) or "visual.class_embedding" not in {k.replace("module.", "", 1) for k in sd}:
         raise files.corrupt_error(name, ckpt, "not an open_clip checkpoint (no state_dict with visual.class_embedding)", expected, HPS_SOURCE)
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
-    tok = load_tokenizer(tokenizer_path, name, HPS_SOURCE)
+    tok = use_open_clip_text(load_tokenizer(tokenizer_path, name, HPS_SOURCE))  # hpsv2.score tokenises with open_clip
     try:
         model = clip_from_open_clip(sd, vision_heads=vision_heads, text_heads=text_heads, bos_token_id=tok.bos_token_id,
                                     eos_token_id=tok.eos_token_id)
     except (KeyError, ValueError, RuntimeError) as err:
         raise files.corrupt_error(name, ckpt, f"open_clip -> CLIPModel conversion failed: {err}", expected, HPS_SOURCE) from err
+    # hpsv2.score: open_clip image_transform(resize_longest_max=True): ToTensor, then ResizeMaxSize on the float image
     pre = ImagePreprocess(model.config.vision_config.image_size, mode="pad")
     v = HPSVerifier(model, tok, pre, weights_id=ckpt, device=device, dtype=dtype, batch_size=batch_size)
     v.name = version
     return v
 
 
-def load_clip_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, **_):
+def load_clip_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, scale="cosine", **_):
     """Layout: a CLIP folder saved with ``save_pretrained`` (config.json, model.safetensors, tokenizer files,
-    preprocessor_config.json optional)."""
-    model, tok, pre = load_clip_folder(path, "clip_score", CLIP_SOURCE)
-    return CLIPScoreVerifier(model, tok, pre, weights_id=str(path), device=device, dtype=dtype, batch_size=batch_size, cache_size=cache_size)
+    preprocessor_config.json optional). ``scale``: "cosine" (default), "hessel" or "torchmetrics" (``CLIPScoreVerifier``;
+    checked before any file is read). Pixels as the scale's original computes them: "torchmetrics", the folder's
+    transformers CLIPImageProcessor (PIL backend; torchmetrics runs CLIPProcessor); "hessel" and "cosine", OpenAI
+    CLIP's preprocess as Hessel's clipscore.py writes it (torchvision Resize + CenterCrop on the PIL image, rounded
+    crop offset), the pipeline of the CLIPScore figures Ma et al. report."""
+    check_clip_score_scale(scale)
+    crop_offset = "floor" if scale == "torchmetrics" else "round"
+    model, tok, pre = load_clip_folder(path, "clip_score", CLIP_SOURCE, crop_offset=crop_offset)
+    if scale == "hessel":  # Hessel's clipscore.py tokenises with OpenAI CLIP's clip.tokenize
+        use_open_clip_text(tok)
+    return CLIPScoreVerifier(model, tok, pre, scale=scale, weights_id=str(path), device=device, dtype=dtype, batch_size=batch_size,
+                             cache_size=cache_size)
 
 
 def load_pick_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, **_):
-    """Layout: the PickScore_v1 ``CLIPModel`` folder with the CLIP-H tokenizer and preprocessor files copied in."""
+    """Layout: the PickScore_v1 ``CLIPModel`` folder with the CLIP-H tokenizer and preprocessor files copied in.
+    Pixels as PickScore's scoring code computes them: ``AutoProcessor`` of laion/CLIP-ViT-H-14, a transformers
+    CLIPImageProcessor (PIL backend)."""
     model, tok, pre = load_clip_folder(path, "pick_score", PICKSCORE_SOURCE)
     return PickScoreVerifier(model, tok, pre, weights_id=str(path), device=device, dtype=dtype, batch_size=batch_size, cache_size=cache_size)
 
@@ -457,8 +613,10 @@ def load_pick_score(path, device="cpu", dtype=torch.float32, batch_size=16, cach
 def load_clip_zero_shot(path, device="cpu", dtype=torch.float32, class_names=None, templates=None, output="logit", batch_size=16,
                         cache_size=1024, **_):
     """Layout: a CLIP folder (as ``clip_score``); ``class_names`` (list or text file; default the ImageNet names;
-    a ``classnames.txt`` in the folder is used when present), ``templates`` ('imagenet80', 'simple' or a list)."""
-    model, tok, pre = load_clip_folder(path, "clip_zero_shot", CLIP_SOURCE)
+    a ``classnames.txt`` in the folder is used when present), ``templates`` ('imagenet80', 'simple' or a list).
+    Pixels as OpenAI CLIP's zero-shot ImageNet notebook computes them: ``clip.load``'s preprocess, torchvision Resize +
+    CenterCrop on the PIL image (rounded crop offset)."""
+    model, tok, pre = load_clip_folder(path, "clip_zero_shot", CLIP_SOURCE, crop_offset="round")
     folder = files.as_folder(path, "clip_zero_shot", [], CLIP_SOURCE)
     if class_names is None and os.path.isfile(os.path.join(folder, "classnames.txt")):
         class_names = os.path.join(folder, "classnames.txt")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from . import files
 from .base import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess, Verifier, class_ids
-from .clip import CLIP_SOURCE, load_clip_folder, preprocess_from_folder
+from .clip import CLIP_SOURCE, image_processor_config, load_clip_folder, preprocess_from_folder
 
 DINO_SOURCE = ("huggingface.co/facebook/dinov2-small (or -base/-large/-giant; the backbone) and "
                "github.com/facebookresearch/dinov2 (the ImageNet linear head, e.g. dinov2_vits14_linear_head.pth)")
@@ -24,10 +24,13 @@ DINO_EXPECTED = ["config.json", "model.safetensors", "a linear head file (*linea
 
 
 def dino_preprocess(folder):
-    """DINOv2 evaluation transform: shorter side 256, centre crop 224, ImageNet mean/std (or preprocessor_config.json)."""
-    if any(os.path.isfile(os.path.join(folder, n)) for n in ("preprocessor_config.json", "processor_config.json")):
-        return preprocess_from_folder(folder, 224, IMAGENET_MEAN, IMAGENET_STD)
-    return ImagePreprocess(224, 256, IMAGENET_MEAN, IMAGENET_STD)
+    """DINOv2's evaluation transform (``make_classification_eval_transform`` of facebookresearch/dinov2, which its
+    linear heads were evaluated with): torchvision ``Resize(256, BICUBIC)`` and ``CenterCrop(224)`` on the PIL image
+    (rounded crop offset), ImageNet mean/std. Sizes, mean, std and filter come from the folder's image-processor
+    config when it has one (facebook/dinov2-*: the same 256 / 224 / bicubic / ImageNet values)."""
+    if image_processor_config(folder):
+        return preprocess_from_folder(folder, 224, IMAGENET_MEAN, IMAGENET_STD, crop_offset="round")
+    return ImagePreprocess(224, 256, IMAGENET_MEAN, IMAGENET_STD, crop_offset="round")
 
 
 def load_dino_folder(path, verifier="dino_linear", source=DINO_SOURCE, expected=None):
@@ -198,7 +201,9 @@ class CLIPImageEmbeds(nn.Module):
 
 def load_self_supervised(path, device="cpu", dtype=torch.float32, batch_size=16, **_):
     """Layout: a DINOv2 folder (``Dinov2Model``: CLS features, the paper's DINO space) or a CLIP folder
-    (``CLIPModel`` / ``CLIPVisionModelWithProjection``: image embeddings); the kind is read from config.json."""
+    (``CLIPModel`` / ``CLIPVisionModelWithProjection``: image embeddings); the kind is read from config.json.
+    Ma et al. publish no code for this verifier, so each backbone sees its own reference preprocessing: DINOv2's
+    evaluation transform (``dino_preprocess``), the CLIP folder's transformers CLIPImageProcessor."""
     name = "self_supervised"
     expected = ["config.json (model_type dinov2 or clip)", "model.safetensors"]
     source = "huggingface.co/facebook/dinov2-small (DINO features) or " + CLIP_SOURCE

@@ -12,8 +12,10 @@ import struct
 
 import torch
 
+from ..errors import PackError
 
-class VerifierWeightsError(OSError):
+
+class VerifierWeightsError(PackError, OSError):
     """Base class of the weight errors (an ``OSError``, like transformers' own)."""
 
 
@@ -88,14 +90,29 @@ def check_json(path, verifier, expected, source):
         raise corrupt_error(verifier, path, f"not valid JSON: {err}", expected, source) from err
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format since torch 1.6
+
+
+def is_zip_checkpoint(path):
+    """True when ``path`` starts with the zip magic, i.e. ``torch.save``'s zip format (the only one ``mmap`` can
+    read); False for the legacy format (``_use_new_zipfile_serialization=False``, torch < 1.6) or anything else."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == ZIP_MAGIC
+    except OSError:
+        return False
+
+
 def load_torch_file(path, verifier, expected, source, allow_pickle=False):
-    """``torch.load`` of a .pt/.pth/.bin (``weights_only=True`` unless ``allow_pickle``) or a .safetensors file."""
+    """``torch.load`` of a .pt/.pth/.bin (``weights_only=True`` unless ``allow_pickle``) or a .safetensors file.
+    Zip-format files are memory-mapped; legacy (non-zip) files, which ``mmap`` cannot read, load without it,
+    under the same ``weights_only`` rule."""
     if path.endswith(".safetensors"):
         check_safetensors(path, verifier, expected, source)
         from safetensors.torch import load_file
         return load_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=is_zip_checkpoint(path))
     except Exception as err:  # noqa: BLE001 - every failure is reported as a corrupt file
         reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         if not allow_pickle and "weights_only" in str(err):

@@ -8,12 +8,20 @@ class_embedding/position_embedding/patch_embedding``; ``visual_encoder.norm`` ->
 ``attn.qkv`` -> ``self_attn.qkv``, ``attn.proj`` -> ``self_attn.projection``; ``text_encoder.*`` as is
 (minus the ``embeddings.position_ids`` buffer). Only ``itm_head.*`` is absent (unused).
 
+Loading follows ``ImageReward.load`` (``load_state_dict(strict=False)``) where that is harmless: keys the model
+does not have (e.g. ``text_encoder.pooler.*``, momentum encoders ``*_m.*``, a ViT head) are ignored with a warning
+that lists them; ``itm_head``, ``vision_proj`` and ``text_proj``, which the reward never runs, may be absent.
+Refused, as ``CorruptWeightsError`` (see ``check_keys``): a missing key the reward needs, a shape that does not
+match, and text-encoder layers beyond ``med_config.json``'s ``num_hidden_layers`` (the original would silently drop
+them and score with a shallower network). docs/verifier-scales.md, "Checkpoints".
+
 Score, as ``ImageReward.score``: the text encoder runs on the prompt (BERT-base-uncased + ``[DEC]``/``[ENC]``,
 padded to 35 tokens) cross-attending to the image tokens; ``(mlp(CLS) - 0.16717362830052426) / 1.0333394966054072``.
 """
 
 import os
 import re
+import warnings
 
 import torch
 
@@ -26,30 +34,54 @@ SOURCE = ("huggingface.co/THUDM/ImageReward (ImageReward.pt, med_config.json) an
 EXPECTED = ["ImageReward.pt", "med_config.json", "vocab.txt (bert-base-uncased; here or in tokenizer/)"]
 MEAN, STD = 0.16717362830052426, 1.0333394966054072
 MAX_LENGTH = 35
+UNUSED = ("itm_head.", "vision_proj.", "text_proj.")  # BlipForImageTextRetrieval modules the reward never runs
+HEAD_KEYS = [f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")]
+
+
+VISION_FIXED = {"cls_token": "embeddings.class_embedding", "pos_embed": "embeddings.position_embedding",
+                "patch_embed.proj.weight": "embeddings.patch_embedding.weight", "patch_embed.proj.bias": "embeddings.patch_embedding.bias",
+                "norm.weight": "post_layernorm.weight", "norm.bias": "post_layernorm.bias"}
+BLOCK_RENAMES = (("norm1.", "layer_norm1."), ("norm2.", "layer_norm2."), ("attn.qkv.", "self_attn.qkv."), ("attn.proj.", "self_attn.projection."))
 
 
 def convert_key(k):
-    """One ``ImageReward.pt`` key -> its ``BlipForImageTextRetrieval`` key (None: dropped)."""
+    """One ``ImageReward.pt`` key -> its ``BlipForImageTextRetrieval`` key (None: dropped); a ``visual_encoder`` key
+    the ViT does not have comes back as ``visual_encoder.<key>`` (then unexpected, ignored as the original does)."""
     if k.startswith("blip."):
         k = k[5:]
     if k == "text_encoder.embeddings.position_ids":
         return None
     if k.startswith("visual_encoder."):
         k = k[len("visual_encoder."):]
-        fixed = {"cls_token": "embeddings.class_embedding", "pos_embed": "embeddings.position_embedding",
-                 "patch_embed.proj.weight": "embeddings.patch_embedding.weight", "patch_embed.proj.bias": "embeddings.patch_embedding.bias",
-                 "norm.weight": "post_layernorm.weight", "norm.bias": "post_layernorm.bias"}
-        if k in fixed:
-            return "vision_model." + fixed[k]
+        if k in VISION_FIXED:
+            return "vision_model." + VISION_FIXED[k]
         m = re.match(r"blocks\.(\d+)\.(.*)", k)
         if not m:
-            raise KeyError(f"unknown visual_encoder key {k!r}")
+            return "visual_encoder." + k
         rest = m.group(2)
-        for a, b in (("norm1.", "layer_norm1."), ("norm2.", "layer_norm2."), ("attn.qkv.", "self_attn.qkv."), ("attn.proj.", "self_attn.projection.")):
+        for a, b in BLOCK_RENAMES:
             if rest.startswith(a):
                 rest = b + rest[len(a):]
         return f"vision_model.encoder.layers.{m.group(1)}.{rest}"
     return k
+
+
+def original_key(k):
+    """The ``ImageReward.pt`` name of a ``BlipForImageTextRetrieval`` key (the inverse of ``convert_key``)."""
+    if k.startswith("vision_model."):
+        k = k[len("vision_model."):]
+        inv = {v: o for o, v in VISION_FIXED.items()}
+        if k in inv:
+            return "blip.visual_encoder." + inv[k]
+        m = re.match(r"encoder\.layers\.(\d+)\.(.*)", k)
+        if m:
+            rest = m.group(2)
+            for a, b in BLOCK_RENAMES:
+                if rest.startswith(b):
+                    rest = a + rest[len(b):]
+            return f"blip.visual_encoder.blocks.{m.group(1)}.{rest}"
+        return "blip.visual_encoder." + k
+    return "blip." + k
 
 
 def convert_image_reward_state_dict(sd):
@@ -107,7 +139,8 @@ class ImageRewardVerifier(Verifier):
         self.model = model.to(self.device, dtype).eval()
         self.mlp = mlp.to(self.device, dtype).eval()
         self.tokenizer = tokenizer
-        self.preprocess = preprocess or ImagePreprocess(model.config.vision_config.image_size, mean=CLIP_MEAN, std=CLIP_STD)
+        # ImageReward.ImageReward._transform: torchvision Resize(224, BICUBIC) + CenterCrop(224) on the PIL image, CLIP mean/std
+        self.preprocess = preprocess or ImagePreprocess(model.config.vision_config.image_size, mean=CLIP_MEAN, std=CLIP_STD, crop_offset="round")
 
     def tokenize(self, prompts):
         """Token ids and masks of distinct prompts, cached (the text runs with the image, so only tokens are cached)."""
@@ -131,6 +164,26 @@ class ImageRewardVerifier(Verifier):
         return self.reward(self.preprocess(images, self.device, self.dtype), ids, mask)
 
 
+def check_keys(res, sd, head_sd, config, ckpt):
+    """Missing / unexpected keys of the converted checkpoint, judged as the module docstring says (names as in the file)."""
+    name = "image_reward"
+    original = {convert_key(k): k for k in sd if not k.startswith("mlp.")}
+    missing = [original_key(k) for k in res.missing_keys if not k.startswith(UNUSED) and not k.endswith("position_ids")]
+    if missing:
+        raise files.corrupt_error(name, ckpt, f"missing {len(missing)} key(s) the reward needs: {missing[:6]}", EXPECTED, SOURCE)
+    n_layers = config.text_config.num_hidden_layers
+    deeper = sorted({int(m.group(1)) for k in res.unexpected_keys for m in [re.match(r"text_encoder\.encoder\.layer\.(\d+)\.", k)]
+                     if m and int(m.group(1)) >= n_layers})
+    if deeper:
+        raise files.corrupt_error(name, ckpt, f"it has text-encoder layers {deeper} beyond med_config.json's num_hidden_layers = {n_layers}; "
+                                  "use the med_config.json that came with this checkpoint", EXPECTED, SOURCE)
+    ignored = [original.get(k, k) for k in res.unexpected_keys] + ["mlp." + k for k in head_sd if k not in HEAD_KEYS]
+    if ignored:
+        warnings.warn(f"{name} verifier: {os.path.basename(ckpt)} holds {len(ignored)} key(s) the reward does not use, ignored as "
+                      f"ImageReward's own loader ignores them (load_state_dict(strict=False)): {ignored[:6]}"
+                      f"{' ...' if len(ignored) > 6 else ''}", UserWarning, stacklevel=3)
+
+
 def load_image_reward(path, device="cpu", dtype=torch.float32, batch_size=8, vision_heads=None, vocab=None, **_):
     """Layout: ``<path>/ImageReward.pt``, ``<path>/med_config.json``, ``<path>/vocab.txt`` (or ``tokenizer/vocab.txt``);
     ``path`` may be the .pt file itself."""
@@ -151,7 +204,10 @@ def load_image_reward(path, device="cpu", dtype=torch.float32, batch_size=8, vis
         raise files.corrupt_error(name, ckpt, "not an ImageReward state dict (no blip.visual_encoder.cls_token)", EXPECTED, SOURCE)
     blip_sd, head_sd = convert_image_reward_state_dict(sd)
     mlp = load_reward_mlp(head_sd, ckpt, name, EXPECTED, SOURCE)
-    config = blip_config(sd, med, vision_heads)
+    try:
+        config = blip_config(sd, med, vision_heads)
+    except KeyError as err:
+        raise files.corrupt_error(name, ckpt, f"missing the key {err} that the vision encoder needs", EXPECTED, SOURCE) from err
     model = BlipForImageTextRetrieval(config)
     try:
         res = model.load_state_dict(blip_sd, strict=False)
@@ -159,10 +215,7 @@ def load_image_reward(path, device="cpu", dtype=torch.float32, batch_size=8, vis
         lines = [ln.strip() for ln in str(err).splitlines() if "mismatch" in ln] or [str(err).strip()]
         raise files.corrupt_error(name, ckpt, f"shapes do not match med_config.json: {lines[0]} ({len(lines)} tensors differ)",
                                   EXPECTED, SOURCE) from err
-    missing = [k for k in res.missing_keys if not k.startswith("itm_head.") and not k.endswith("position_ids")]
-    if missing or res.unexpected_keys:
-        raise files.corrupt_error(name, ckpt, f"keys do not match BLIP: missing {missing[:6]}, unexpected {list(res.unexpected_keys)[:6]}",
-                                  EXPECTED, SOURCE)
+    check_keys(res, sd, head_sd, config, ckpt)
     try:
         tok = build_tokenizer(vocab)
     except Exception as err:  # noqa: BLE001

@@ -4,7 +4,8 @@ Every verifier loads offline from a local folder or file (inside ComfyUI: ``mode
 layer resolves that path). Folder layouts (see each loader's docstring):
 
 =================  ======================================================================================
-clip_score         CLIP folder saved with save_pretrained: config.json, model.safetensors, tokenizer files
+clip_score         CLIP folder saved with save_pretrained: config.json, model.safetensors, tokenizer files;
+                   scale='cosine' (default) | 'hessel' | 'torchmetrics' (docs/verifier-scales.md)
 pick_score         PickScore_v1 CLIPModel folder + the CLIP-H tokenizer / preprocessor files
 hpsv2, hpsv2.1     HPS_v2_compressed.pt / HPS_v2.1_compressed.pt + CLIP tokenizer files (here or tokenizer/)
 aesthetic          sac+logos+ava1-l14-linearMSE.pth + CLIP ViT-L/14 folder in clip/ (or the same folder)
@@ -24,7 +25,8 @@ import torch
 
 from . import files
 from .base import IMAGENET_MEAN, IMAGENET_STD, ClassifierVerifier
-from .clip import load_aesthetic, load_clip_score, load_clip_zero_shot, load_hps, load_pick_score, preprocess_from_folder
+from .clip import (CLIP_SCORE_SCALES, load_aesthetic, load_clip_score, load_clip_zero_shot, load_hps, load_pick_score,
+                   preprocess_from_folder)
 from .ensemble import EnsembleVerifier
 from .features import load_dino_linear, load_self_supervised
 from .imagereward import load_image_reward
@@ -106,6 +108,9 @@ SOURCES = {
 }
 
 
+SCALES = {"clip_score": CLIP_SCORE_SCALES}  # verifiers with a ``scale=`` option, and its values
+
+
 def available():
     """Names ``load_verifier`` accepts."""
     return list(LOADERS)
@@ -114,12 +119,16 @@ def available():
 def load_verifier(name, path=None, device="cpu", dtype=torch.float32, **opts):
     """Load verifier ``name`` from a local folder or file ``path`` (never from a hub).
 
-    Raises ``ValueError`` for an unknown name (listing the valid ones), ``MissingWeightsError`` /
-    ``CorruptWeightsError`` (``OSError``) naming the file, its folder, the expected files and where to get them."""
+    Raises ``ValueError`` for an unknown name (listing the valid ones) or a ``scale=`` the verifier does not have,
+    ``MissingWeightsError`` / ``CorruptWeightsError`` (``OSError``) naming the file, its folder, the expected files
+    and where to get them."""
     key = str(name).strip().lower().replace("-", "_")
     key = {"hpsv2_1": "hpsv2.1", "hpsv21": "hpsv2.1", "imagereward": "image_reward", "pickscore": "pick_score", "clipscore": "clip_score"}.get(key, key)
     if key not in LOADERS:
         raise ValueError(f"unknown verifier {name!r}; valid names: {', '.join(available())}")
+    if "scale" in opts and key not in SCALES:
+        have = "; ".join(f"{k}: {', '.join(v)}" for k, v in SCALES.items())
+        raise ValueError(f"verifier {key!r} has no scale option (scale={opts['scale']!r} given); only {have}")
     if path is None and key != "ensemble":
         raise ValueError(f"verifier {key!r} needs a path to its weights (a folder or file; get them from {SOURCES[key]})")
     if isinstance(dtype, str):

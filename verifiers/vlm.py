@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import files
-from .base import Verifier, to_rgb_nchw
+from .base import Verifier, to_uint8
 
 SOURCE = "huggingface.co/Qwen/Qwen2-VL-2B-Instruct (or another image-text-to-text model saved with save_pretrained)"
 EXPECTED = ["config.json", "model.safetensors", "tokenizer.json (or vocab.json + merges.txt)", "preprocessor_config.json",
@@ -23,9 +23,11 @@ QUESTION = "Does this image show {prompt}? Answer yes or no."
 
 
 def to_pil(images):
+    """IMAGE -> PIL images with the pixels of the PNG ComfyUI's SaveImage writes (``base.to_uint8``), as the
+    original VLM scorers read a saved file."""
     from PIL import Image
 
-    x = (to_rgb_nchw(images).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    x = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(a)) for a in x]
 
 
