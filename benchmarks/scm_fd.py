@@ -4,7 +4,7 @@
 
 Teacher: Heun on EDM's rho = 7 grid (toyworld.evaluate, 2N - 1 NFE) at 10, 25 and 50 steps. Student: sCM
 sampling (samplers.scm) at 1 step, 2 steps for each intermediate time, and 3 steps at the default times.
-Protocol (toy-world.md): 2000 samples, 200 per class, against the 1797 real digits, classifier features;
+Protocol (toyworld/README.md): 2000 samples, 200 per class, against the 1797 real digits, classifier features;
 every number is the mean over ``--seeds`` (0 and 1 by default: the distillation selected its checkpoint
 on seeds 100 and 101, so these are held out). Target check: FD(student, 2 steps at the student's
 t_mid) <= 1.10 x FD(teacher Heun 50), and FD(2 steps) < FD(1 step), both clamped and raw.

@@ -5,16 +5,14 @@ import json
 import logging
 import os
 
-import numpy as np
 import torch
-from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 import folder_paths
 
 from .. import __version__
 from ..search.noise import NeighbourRecipe, PathRecipe, SeedRecipe, recipe_to_dict
-from ..search.report import pil_to_image, score_vs_nfe_plot
+from ..search.report import pil_to_image, score_vs_nfe_plot, to_pil
 
 EVENT = "noise-search.progress"
 PNG_KEY = "noise_search"
@@ -58,16 +56,9 @@ def send_progress(node_id, algorithm, cands, result, budget):
     inst = getattr(PromptServer, "instance", None)
     if inst is None:
         return
-    best = result.top_k[0].index if result.top_k else (max(result.history, key=lambda c: (c.score, -c.index)).index if result.history else -1)
+    best = result.top_k[0].index if result.top_k else (result.best.index if result.history else -1)
     inst.send_sync(EVENT, {"node": str(node_id), "prompt_id": executing_prompt_id(), "candidates": [candidate_entry(c) for c in cands],
                            "best_index": best, "nfe": int(result.nfe), "budget": budget, "algorithm": algorithm}, inst.client_id)
-
-
-def to_pil(image):
-    a = np.clip(255.0 * image.detach().float().cpu().numpy(), 0, 255).astype(np.uint8)
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    return Image.fromarray(a[..., :3])
 
 
 def save_images(images, prefix, folder="temp", metadata=None):
@@ -78,7 +69,8 @@ def save_images(images, prefix, folder="temp", metadata=None):
     out = []
     for img in images:
         fn = f"{name}_{counter:05}_.png"
-        to_pil(img).save(os.path.join(full, fn), pnginfo=metadata, compress_level=1 if folder == "temp" else 4)
+        # truncation, as ComfyUI's SaveImage: the PNG holds the pixels SaveImage would write for the same IMAGE
+        to_pil(img, rounding="truncate").save(os.path.join(full, fn), pnginfo=metadata, compress_level=1 if folder == "temp" else 4)
         out.append({"filename": fn, "subfolder": subfolder, "type": folder})
         counter += 1
     return out
@@ -150,7 +142,3 @@ def ui_payload(result, algorithm, winner, picked, topk_files, winner_files):
 
 def recipe_json(recipe):
     return json.dumps(recipe_to_dict(recipe))
-
-
-def stack_images(images):
-    return torch.cat([i if i.ndim == 4 else i[None] for i in images])

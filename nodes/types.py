@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from comfy_api.latest import io
 
-from ..search.noise import make_noise_batch, recipe_to_dict
+from ..search.candidates import Candidates
+from ..search.noise import recipe_to_dict
 
 NoisePoolType = io.Custom("NOISE_POOL")
 VerifierType = io.Custom("VERIFIER")
@@ -45,7 +46,7 @@ class NoisePool:
         return tuple(self.shape)
 
     def noise(self, shape):
-        return make_noise_batch(self.recipes, shape)
+        return Candidates.of(self.recipes, shape).noise
 
     def to_json(self):
         return json.dumps({"params": self.params, "shape": list(self.shape) if self.shape else None,

@@ -8,6 +8,9 @@ except for the last step to sigma = 0, which is an Euler step (Karras et al. 202
 import torch
 from tqdm.auto import trange
 
+__all__ = ['to_d', 'euler_step', 'heun_step', 'STEPS', 'step_nfe', 'sampler_nfe', 'sample_euler', 'sample_heun',
+           'SAMPLERS']
+
 
 def to_d(x, sigma, denoised):
     """dx/dsigma of the probability-flow ODE in EDM form."""

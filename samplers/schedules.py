@@ -6,6 +6,9 @@ import torch
 
 from .noise_space import EDM
 
+__all__ = ['append_zero', 'karras_sigmas', 'check_sigmas', 'sigma_to_rf_time', 'rf_time_to_sigma', 'EARLY_TIME',
+           'EARLY_TIME_TOLERANCE', 'early_prediction_call']
+
 
 def append_zero(sigmas):
     return torch.cat([sigmas, sigmas.new_zeros([1])])

@@ -1,11 +1,11 @@
-"""sCM sampling (Lu & Song 2024, papers.md 2.3): multistep consistency sampling for any host model.
+"""sCM sampling (Lu & Song 2024, Sec. 2 and App. G.2): multistep consistency sampling for any host model.
 
 ``sample_scm`` has k-diffusion's sampler signature, so a host wraps it as a sampler object; the
 model is the host's denoiser ``model(x, sigma, **extra_args) -> x0`` in the host's own sigma space.
 For each sigma: ``denoised = model(x, sigma)``; if the next sigma is > 0 the sample is re-noised to
 it with fresh noise (``renoise``), else the result is ``denoised``. With TrigFlow times this is
 exactly the paper's multistep sampler (``x <- cos(t') x0 + sin(t') z``), and ComfyUI's
-``sample_lcm`` with the host's ``noise_scaling`` (comfy-host.md 5(g)).
+``sample_lcm`` (comfy/k_diffusion/sampling.py) with the host's ``noise_scaling``.
 
 ``scm_sigmas`` turns TrigFlow times (t_max, intermediate times, 0) into the host's sigmas. One convention
 holds in every space: ``sigma_data`` is the standard deviation of the data in the host's own (latent) units,
@@ -30,7 +30,7 @@ give sigma_data to move either. docs/scm-times.md tabulates the times per model 
 
 Default times: t_max = atan(sigma_max / sigma_d) (= 1.5645464 for 80 / 0.5, the EDM/EDM2 start used
 by the paper); intermediate times ``T_MIDS_SCM``: 2 steps 1.1 (the paper's value in all experiments),
-3 steps (1.1, 0.8) (measured better than 2 steps on the toy world, toy-world.md), 4 steps (1.1, 0.8, 0.5)
+3 steps (1.1, 0.8) (measured better than 2 steps on the toy world, toyworld/README.md), 4 steps (1.1, 0.8, 0.5)
 (same spacing continued; not measured by the paper). rCM's list ``T_MIDS_RCM`` = [1.3, 1.0, 0.6][:n-1]
 and SANA-Sprint's (t_max = pi/2, t_mid = 1.3) are given as constants to pass explicitly.
 """
@@ -41,6 +41,10 @@ import torch
 from tqdm.auto import trange
 
 from .trigflow import SIGMA_DATA
+
+__all__ = ['MAX_STEPS', 'SIGMA_MAX', 'T_MIDS_SCM', 'T_MIDS_RCM', 'SANA_SPRINT_T_MAX', 'SANA_SPRINT_T_MID', 'SPACES',
+           'DEFAULT_SIGMA_DATA', 'default_noise_sampler', 'model_sampling_renoise', 'sample_scm', 'check_steps',
+           'scm_times', 'space_sigma_data', 'times_to_sigmas', 'scm_sigmas']
 
 MAX_STEPS = 4
 SIGMA_MAX = 80.0

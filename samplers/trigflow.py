@@ -3,9 +3,9 @@
 TrigFlow: ``x_t = cos(t) x0 + sin(t) z`` with ``z ~ N(0, sigma_d^2 I)``, ``t`` in [0, pi/2]; a network
 ``F(x_t / sigma_d, t)`` predicts ``v_t = (cos(t) z - sin(t) x0) / sigma_d`` and the PF-ODE is
 ``dx_t/dt = sigma_d F``. The consistency function (= one DDIM step to 0) is
-``f(x_t, t) = cos(t) x_t - sin(t) sigma_d F`` (papers.md 2.1).
+``f(x_t, t) = cos(t) x_t - sin(t) sigma_d F`` (Lu & Song 2024, Eq. 5).
 
-Every other diffusion parameterisation maps into TrigFlow (papers.md 2.2, Eq. 29). With the
+Every other diffusion parameterisation maps into TrigFlow (Lu & Song 2024, App. B.2, Eq. 29). With the
 standard-normal noise ``eps = z / sigma_d`` shared by all of them:
 
 =====================  ===================================  =====================================  ==========================================
@@ -41,6 +41,13 @@ import math
 
 import torch
 
+__all__ = ['HALF_PI', 'SIGMA_DATA', 'PREDICTIONS', 'edm_sigma_to_t', 't_to_edm_sigma', 'alpha_sigma_to_t',
+           'flow_time_to_t', 't_to_flow_time', 'alphas_cumprod_to_t', 't_to_alphas_cumprod',
+           'alphas_cumprod_to_sigmas', 'edm_to_trigflow_x', 'trigflow_to_edm_x', 'alpha_sigma_to_trigflow_x',
+           'vp_to_trigflow_x', 'trigflow_to_vp_x', 'flow_to_trigflow_x', 'trigflow_to_flow_x', 'x0_to_F', 'F_to_x0',
+           'eps_to_F', 'F_to_eps', 'v_to_F', 'F_to_v', 'flow_velocity_to_F', 'F_to_flow_velocity', 'prediction_to_F',
+           'consistency_function', 'TrigFlowAsDenoiser', 'denoiser_to_F']
+
 HALF_PI = math.pi / 2
 SIGMA_DATA = 0.5
 
@@ -70,7 +77,7 @@ def _b(t, x):
 # --------------------------------------------------------------------------- times
 
 def edm_sigma_to_t(sigma, sigma_data=SIGMA_DATA):
-    """EDM / VE / k-diffusion sigma -> TrigFlow t = atan(sigma / sigma_d) (papers.md Eq. 30)."""
+    """EDM / VE / k-diffusion sigma -> TrigFlow t = atan(sigma / sigma_d) (Lu & Song 2024, Eq. 30)."""
     return torch.atan(_t(sigma) / sigma_data)
 
 
@@ -80,7 +87,7 @@ def t_to_edm_sigma(t, sigma_data=SIGMA_DATA):
 
 
 def alpha_sigma_to_t(alpha, sigma, sigma_data=SIGMA_DATA):
-    """General x = alpha x0 + sigma eps -> t = atan(sigma / (sigma_d alpha)) (papers.md Eq. 29)."""
+    """General x = alpha x0 + sigma eps -> t = atan(sigma / (sigma_d alpha)) (Lu & Song 2024, Eq. 29)."""
     return torch.atan2(_t(sigma), sigma_data * _t(alpha))
 
 
@@ -118,7 +125,7 @@ def alphas_cumprod_to_sigmas(alphas_cumprod):
 # --------------------------------------------------------------------------- states
 
 def edm_to_trigflow_x(x, sigma, sigma_data=SIGMA_DATA):
-    """EDM state x0 + sigma eps -> TrigFlow x_t = cos(t) x (papers.md Eq. 30)."""
+    """EDM state x0 + sigma eps -> TrigFlow x_t = cos(t) x (Lu & Song 2024, Eq. 30)."""
     return torch.cos(_b(edm_sigma_to_t(sigma, sigma_data), x)) * x
 
 
@@ -146,7 +153,7 @@ def trigflow_to_vp_x(x_t, t, sigma_data=SIGMA_DATA):
 
 
 def flow_to_trigflow_x(x_s, s, sigma_data=SIGMA_DATA):
-    """Rectified-flow state (1-s) x0/sigma_d + s eps -> x_t = sigma_d x_s / sqrt(s^2 + (1-s)^2) (papers.md 2.2)."""
+    """Rectified-flow state (1-s) x0/sigma_d + s eps -> x_t = sigma_d x_s / sqrt(s^2 + (1-s)^2) (Lu & Song 2024, App. B.2)."""
     s = _b(s, x_s)
     return sigma_data * x_s / torch.sqrt(s * s + (1 - s) ** 2)
 
@@ -166,7 +173,7 @@ def x0_to_F(x0, x_t, t, sigma_data=SIGMA_DATA):
 
 
 def F_to_x0(F, x_t, t, sigma_data=SIGMA_DATA):
-    """TrigFlow F -> x0 = cos t x_t - sin t sigma_d F (the consistency function f(x_t, t), papers.md Eq. 5)."""
+    """TrigFlow F -> x0 = cos t x_t - sin t sigma_d F (the consistency function f(x_t, t), Lu & Song 2024, Eq. 5)."""
     t = _b(t, x_t)
     return torch.cos(t) * x_t - torch.sin(t) * sigma_data * F
 
@@ -212,7 +219,7 @@ def F_to_v(F, x_t, t, sigma_data=SIGMA_DATA, v_sigma_data=1.0):
 
 
 def flow_velocity_to_F(v_fm, x_s, s):
-    """Flow velocity eps - x0/sigma_d at flow state x_s, time s -> F (diffusers SanaSprintPipeline, papers.md 2.2)."""
+    """Flow velocity eps - x0/sigma_d at flow state x_s, time s -> F (diffusers SanaSprintPipeline; Lu & Song 2024, App. B.2)."""
     s = _b(s, x_s)
     return ((1 - 2 * s) * x_s + (1 - 2 * s + 2 * s * s) * v_fm) / torch.sqrt(s * s + (1 - s) ** 2)
 
@@ -250,7 +257,7 @@ class TrigFlowAsDenoiser(torch.nn.Module):
     """A TrigFlow network ``F(x_t / sigma_d, t, **cond)`` as a k-diffusion EDM denoiser ``D(x, sigma, **cond) -> x0``.
 
     ``x = x0 + sigma eps`` (EDM); t = atan(sigma / sigma_d), x_t = cos t x; returns f(x_t, t). This is
-    what ComfyUI's V_PREDICTION with ``sigma_data = sigma_d`` computes (comfy-host.md 5(g)). Keyword
+    what ComfyUI's V_PREDICTION with ``sigma_data = sigma_d`` computes (checked in tests/test_scm.py against ComfyUI's formulas). Keyword
     arguments other than those the network takes (e.g. k-diffusion's ``seed``) are dropped via ``drop``.
     """
 

@@ -6,7 +6,6 @@ its memory is bounded by the chunk plus the top-K kept. An out-of-memory error h
 and the search goes on.
 """
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -14,6 +13,11 @@ import torch
 
 from .candidates import Candidates
 from .result import Candidate, SearchResult, rank_key
+
+__all__ = ['LATENT', 'Batch', 'as_batch', 'call_score', 'check_positive_int', 'DEFAULT_TOP_K', 'resolve_top_k',
+           'check_shape', 'is_oom', 'Evaluator', 'merge_rows', 'concat_batches', 'run_guarded', 'plan_count']
+
+LATENT = "latent"  # the Batch.extras key (and top_k_samples key) of the generator's latents, in every generator
 
 
 @dataclass
@@ -297,6 +301,3 @@ def plan_count(count, budget, nfe_per_candidate, what="count"):
                          f"use {what} <= {budget // nfe_per_candidate} or raise the budget")
     return count
 
-
-def ceil_div(a, b):
-    return int(math.ceil(a / b))

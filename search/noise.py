@@ -16,6 +16,10 @@ from dataclasses import InitVar, asdict, dataclass, field
 
 import torch
 
+__all__ = ['MAX_SEED', 'derive_seed', 'check_seed', 'seed_noise', 'sphere_neighbour', 'SeedRecipe', 'Chained',
+           'NeighbourRecipe', 'PathRecipe', 'LINKS', 'RECIPE_FIELDS', 'lineage', 'own_dict', 'recipe_to_dict',
+           'recipe_kind', 'chain_dicts', 'recipe_from_dict', 'make_noise_batch']
+
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 

@@ -21,6 +21,8 @@ from .population import CallableStepper, Population, span_nfe
 from .random_search import seed_pool
 from .result import rank_key
 
+__all__ = ['check_path_params', 'path_search', 'path_rounds', 'replay', 'steps_from_times', 'path_search_nfe']
+
 
 def check_path_params(sigmas, start_step, forward_steps, backward_steps):
     bad = [s for s in sigmas if not (s >= 0 and s != float("inf"))]

@@ -3,6 +3,8 @@
 from .evaluate import Evaluator, plan_count, resolve_top_k, run_guarded
 from .noise import SeedRecipe, check_seed, MAX_SEED
 
+__all__ = ['seed_pool', 'random_search']
+
 
 def seed_pool(seed, count):
     """Candidate i has seed ``seed + i`` (wrapping at 2^64), so each reproduces in a plain KSampler."""

@@ -3,9 +3,9 @@
 import json
 from dataclasses import dataclass, field
 
-import torch
-
 from .noise import Chained, own_dict, recipe_from_dict, recipe_to_dict
+
+__all__ = ['Candidate', 'history_dicts', 'history_from_dicts', 'rank_key', 'SearchResult']
 
 
 @dataclass
@@ -104,9 +104,6 @@ class SearchResult:
 
     def winner_sample(self, name="samples"):
         return self.top_k_samples[name][:1]
-
-    def scores(self):
-        return torch.tensor([c.score for c in self.history], dtype=torch.float64)
 
     def curve(self):
         """Best score so far against search NFE: [(nfe, best)] at every scored candidate."""

@@ -7,6 +7,8 @@ from .evaluate import Evaluator, check_positive_int, plan_count, resolve_top_k, 
 from .noise import NeighbourRecipe, SeedRecipe, check_seed, derive_seed
 from .result import rank_key
 
+__all__ = ['neighbours', 'zero_order_search']
+
 
 def neighbours(pivot, iteration, n, lam, base_seed, pivot_noise=None):
     """The N neighbour recipes of ``pivot`` in iteration ``iteration``. ``pivot_noise``: the pivot's noise when the

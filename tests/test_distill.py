@@ -1,4 +1,4 @@
-"""sCD / sCT (training/scm_distill.py): the JVP tangent against finite differences (papers.md 2.9 items 2-5)
+"""sCD / sCT (training/scm_distill.py): the JVP tangent against finite differences (Lu & Song 2024, Eq. 6 and Algorithm 1)
 and a short run that makes the student measurably more consistent."""
 
 import math
@@ -46,7 +46,7 @@ def _batch(d=16, seed=0):
 
 
 def test_jvp_tangent_matches_finite_differences_float64():
-    """g (r = 1, unnormalised) = cos t df/dt along the teacher's PF-ODE (papers.md 2.9 item 3)."""
+    """g (r = 1, unnormalised) = cos t df/dt along the teacher's PF-ODE (Lu & Song 2024, Eq. 6)."""
     teacher, student = Net(seed=1).double(), Net(seed=2).double()
     t, _, _, y, x_t = _batch()
     dxdt = scd_tangent(teacher, x_t, t, SD, y)
@@ -61,7 +61,7 @@ def test_jvp_tangent_matches_finite_differences_float64():
     h = 1e-5
     fd = torch.cos(t)[:, None] * (f(x_t + h * dxdt, t + h) - f(x_t - h * dxdt, t - h)) / (2 * h)
     assert ((g - fd).abs().max() / g.abs().max()).item() < 1e-8
-    # papers.md's form: x_{t-h} from a tiny teacher DDIM step, one-sided difference: O(h)
+    # the finite-difference form (Lu & Song 2024, App. E): x_{t-h} from a tiny teacher DDIM step, one-sided difference: O(h)
     h = 1e-6
     x_prev = math.cos(h) * x_t - math.sin(h) * SD * teacher(x_t / SD, t, y).detach()
     fd2 = torch.cos(t)[:, None] * (f(x_t, t) - f(x_prev, t - h)) / h
@@ -74,7 +74,7 @@ def test_jvp_tangent_matches_finite_differences_float64():
 
 
 def test_sct_tangent_is_the_time_derivative_of_x_t():
-    """papers.md 2.9 item 2."""
+    """The tangent of Lu & Song 2024, Eq. 6, against finite differences."""
     t, x0, z, _, _ = _batch(seed=4)
     h = 1e-6
     fd = ((torch.cos(t + h)[:, None] * x0 + torch.sin(t + h)[:, None] * z)
@@ -97,7 +97,7 @@ def test_normalisation_and_time_proposal():
     g = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=D64)
     assert torch.allclose(normalize_tangent(g, 0.1), torch.tensor([[3 / 5.1, 4 / 5.1], [0.0, 0.0]], dtype=D64))
     assert torch.equal(normalize_tangent(g, 0), g)
-    # papers.md 2.9 item 5: EDM sigma = sigma_d tan t = e^tau exactly, so the median EDM sigma is exp(P_mean)
+    # Lu & Song 2024, Algorithm 1's time proposal: EDM sigma = sigma_d tan t = e^tau exactly, so the median EDM sigma is exp(P_mean)
     t = sample_t(4001, p_mean=-0.8, p_std=1.6, sigma_data=SD, generator=torch.Generator().manual_seed(0), dtype=D64)
     tau = torch.randn(4001, generator=torch.Generator().manual_seed(0), dtype=D64) * 1.6 - 0.8
     assert ((t > 0) & (t < math.pi / 2)).all()
@@ -107,7 +107,7 @@ def test_normalisation_and_time_proposal():
 
 
 def test_regression_gradient_equals_the_consistency_gradient():
-    """papers.md 2.9 item 4: d/dtheta of ||F - F^- + y||^2 / 2 at F^- = F equals d/dtheta of F^T y."""
+    """Lu & Song 2024, Sec. 4.2: d/dtheta of ||F - F^- + y||^2 / 2 at F^- = F equals d/dtheta of F^T y."""
     net = Net(seed=5).double()
     t, _, _, y, x_t = _batch()
     direction = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(1), dtype=D64)
@@ -176,7 +176,7 @@ def test_short_scd_run_makes_the_student_more_consistent():
     assert [s["r"] for s in stats[:3]] == [0.0, 0.1, 0.2] and stats[-1]["r"] == 1.0
     assert dist.iteration == 30
     assert all(math.isfinite(s["loss"]) for s in stats)
-    # measured: after / before = 0.64 (student), 0.66 (EMA); the normalised loss itself says little (toy-world.md)
+    # measured: after / before = 0.64 (student), 0.66 (EMA); the normalised loss itself says little (toyworld/README.md)
     assert after < 0.8 * before, (before, after)
     assert after_ema < 0.85 * before, (before, after_ema)
     # the teacher is untouched; the student moved

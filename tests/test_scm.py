@@ -44,7 +44,7 @@ def test_default_times_and_edm_sigmas():
     s = scm.scm_sigmas(2, dtype=torch.float64)
     assert s.tolist() == [pytest.approx(80.0, rel=1e-14), pytest.approx(0.5 * math.tan(1.1), rel=1e-14), 0.0]
     assert scm.scm_sigmas(2).dtype == torch.float32
-    # comfy-host.md 5(g): [80.0, 0.9824, 0]
+    # ComfyUI's sample_lcm with these sigmas is the paper's 2-step sampler: [80.0, 0.9824, 0]
     assert scm.scm_sigmas(2)[1].item() == pytest.approx(0.98238, abs=1e-5)
     # rCM / SANA-Sprint presets pass through t_mid / t_max
     assert scm.scm_times(4, t_mid=scm.T_MIDS_RCM[4]).tolist()[1:] == [1.3, 1.0, 0.6, 0.0]
@@ -181,7 +181,7 @@ def test_seeded_default_noise_is_reproducible_and_matches_k_diffusion():
 
 
 def test_paper_two_step_sampler_in_trigflow_terms():
-    """sample_scm in EDM space = papers.md 2.3: x0 = f(z, t_max); x = cos(t_mid) x0 + sin(t_mid) z2; x0 = f(x, t_mid)."""
+    """sample_scm in EDM space = Lu & Song 2024's 2-step sampler (Sec. 2, App. G.2): x0 = f(z, t_max); x = cos(t_mid) x0 + sin(t_mid) z2; x0 = f(x, t_mid)."""
     net = TinyTrigFlow().double()
     y = torch.tensor([0, 1, 2, 3])
     g = torch.Generator().manual_seed(5)
@@ -220,7 +220,7 @@ def test_flow_host_gives_the_same_samples_as_the_edm_host():
 
 
 def test_comfy_v_prediction_mapping_is_the_consistency_function():
-    """comfy-host.md 5(g): ComfyUI V_PREDICTION with sigma_data = sigma_d, fed F, is f(x_t, t) at x = x_t / cos t."""
+    """ComfyUI V_PREDICTION with sigma_data = sigma_d, fed F, is f(x_t, t) at x = x_t / cos t."""
     net = TinyTrigFlow().double()
     x = torch.randn(4, 12, dtype=torch.float64) * 3
     sigma = torch.tensor([80.0, 5.0, 0.98, 0.1], dtype=torch.float64)

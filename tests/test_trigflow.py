@@ -1,5 +1,5 @@
 """TrigFlow conversions (samplers/trigflow.py): time, state and prediction round trips in float64, and the
-identities of papers.md 2.2 / 2.9."""
+identities of Lu & Song 2024, Sec. 2 and App. B.2."""
 
 import math
 
@@ -35,7 +35,7 @@ def test_edm_time_round_trip_and_t_max():
     _close(tf.edm_sigma_to_t(sig, SD), TIMES)
     assert float(tf.edm_sigma_to_t(80.0, 0.5)) == pytest.approx(math.atan(160.0), abs=1e-15)
     assert float(tf.edm_sigma_to_t(80.0, 0.5)) == pytest.approx(1.5645464, abs=1e-7)
-    # EDM sigma at the paper's t_mid = 1.1 (papers.md 2.3: ~0.98)
+    # EDM sigma at the paper's t_mid = 1.1 (Lu & Song 2024, App. G.2: ~0.98)
     assert float(tf.t_to_edm_sigma(1.1, 0.5)) == pytest.approx(0.5 * math.tan(1.1), rel=1e-15)
     assert float(tf.t_to_edm_sigma(1.1, 0.5)) == pytest.approx(0.98238, abs=1e-5)
 
@@ -77,7 +77,7 @@ def test_states_map_to_the_same_trigflow_point():
     _close(tf.vp_to_trigflow_x(x_vp, a, SD), x_t)
     _close(tf.trigflow_to_vp_x(x_t, TIMES, SD), x_vp)
     _close(tf.alpha_sigma_to_trigflow_x(x_vp, torch.sqrt(a), torch.sqrt(1 - a), SD), x_t)
-    # rectified flow: (1 - s) x0 / sigma_d + s eps, and papers.md 2.2's x_s = x_t / (sigma_d (sin t + cos t))
+    # rectified flow: (1 - s) x0 / sigma_d + s eps, and Lu & Song 2024 App. B.2's x_s = x_t / (sigma_d (sin t + cos t))
     s = tf.t_to_flow_time(TIMES)
     x_s = (1 - s)[:, None] * x0 / SD + s[:, None] * eps
     _close(tf.flow_to_trigflow_x(x_s, s, SD), x_t)
@@ -99,7 +99,7 @@ def test_predictions_from_exact_x0_and_eps_give_the_exact_F():
     h = 1e-6
     fd = (_xt(x0, eps, TIMES + h) - _xt(x0, eps, TIMES - h)) / (2 * h)
     _close(SD * F, fd, 1e-8)
-    # flow velocity eps - x0/sigma_d -> F (papers.md 2.2) and back
+    # flow velocity eps - x0/sigma_d -> F (Lu & Song 2024, App. B.2) and back
     s = tf.t_to_flow_time(TIMES)
     x_s = tf.trigflow_to_flow_x(x_t, TIMES, SD)
     v_fm = eps - x0 / SD
@@ -138,7 +138,7 @@ def test_prediction_round_trips_on_arbitrary_outputs():
 
 
 def test_consistency_function_boundary_and_one_step():
-    """papers.md 2.9 item 1: f(x, 0) = x; the 1-step output at t_max is cos(t_max) z - sin(t_max) sigma_d F(z / sigma_d, t_max)."""
+    """Lu & Song 2024, Eq. 5: f(x, 0) = x; the 1-step output at t_max is cos(t_max) z - sin(t_max) sigma_d F(z / sigma_d, t_max)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 16)).double()
     F = lambda x, t: net(x) * (1 + t[:, None])  # noqa: E731

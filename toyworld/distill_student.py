@@ -7,7 +7,7 @@ all 1797 digits; every ``--eval-every`` iterations the EMA student is scored wit
 (2000 samples, 200 per class, classifier features, clamped) at 1 step and 2 steps, on *selection*
 seeds that the benchmark (benchmarks/scm_fd.py, seeds 0 and 1) does not use. The EMA weights with the
 best 2-step FD are saved (fp16, same architecture as the teacher, so ``load_student()`` reads them).
-toy-world.md: the loss says nothing about progress and quality drifts, hence the FD-based selection.
+toyworld/README.md: the loss says nothing about progress and quality drifts, hence the FD-based selection.
 
 Deterministic for a given machine and thread count: every random draw comes from seeded generators.
 
@@ -15,7 +15,7 @@ Measured (2-core CPU shared with other jobs, 1 thread; FD clamped / raw, 2000 sa
 from benchmarks/scm_fd.py; teacher Heun-50 3.03 / 1.17, Heun-10 1.60 / 1.97). Committed student = the
 default run, checkpoint at iteration 1750: 1 step 15.20 / 8.54, 2 steps (t_mid 1.0) 5.62 / 2.49
 (1.85x / 2.13x the teacher's Heun-50), 3 steps (1.1, 0.8) 6.17 / 2.52; 3000 iterations in 575 s wall,
-282 s CPU. Other runs, FD on the selection seeds: lr 1e-4, batch 256, EMA 0.999 (toy-world.md's setting)
+282 s CPU. Other runs, FD on the selection seeds: lr 1e-4, batch 256, EMA 0.999 (the setting first measured for this toy world)
 reached only 9.31 / 5.48 after 2250 iterations (0.45 s/it under load, stopped); lr 2e-4 constant drifts
 after 2000 (best 7.54 / 2.51); tangent warm-up H = 1500 instead of 500: best 8.43 / 3.51; 2000 iterations
 (lr decay from 800): best 5.52 / 3.17 at 1500, on the benchmark seeds 4.99 / 3.42 (raw and 1 step worse).
@@ -36,7 +36,7 @@ from ..training.scm_distill import SCMConfig, SCMDistiller
 from .data import IMAGE_SHAPE, load_digits_tensor
 from .models import SIGMA_DATA
 
-# The committed student's run (toy-world.md's lr 1e-4 / batch 256 / EMA 0.999 was measured too slow here: 2-step
+# The committed student's run (the first measured setting, lr 1e-4 / batch 256 / EMA 0.999, was measured too slow here: 2-step
 # FD 9.3 after 2250 iterations; lr 2e-4 at batch 128 learns ~2x faster per second but drifts after ~2000
 # iterations, with or without lr decay, so the FD monitor picks the checkpoint).
 DEFAULTS = {"iterations": 3000, "batch": 128, "lr": 2e-4, "lr_decay_start": 0.4, "p_mean": -1.0, "p_std": 1.4,

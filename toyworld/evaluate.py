@@ -1,6 +1,6 @@
 """Measure toy-world samplers: FD (classifier features, clamped and raw), precision/recall and class accuracy.
 
-Protocol (toy-world.md): 2000 samples, 200 per class, against all 1797 real digits; FD in the
+Protocol (toyworld/README.md): 2000 samples, 200 per class, against all 1797 real digits; FD in the
 classifier's 128-d penultimate features. Clamping to [-1, 1] is what an image output does, raw
 is what the model produces; both are reported. Reused by benchmarks:
 

@@ -1,7 +1,7 @@
 """The toy world's networks: a class-conditional TrigFlow teacher, its k-diffusion denoiser wrapper,
 and a small CNN digit classifier (the verifier and the feature extractor for FD).
 
-TrigFlow (Lu & Song 2024, papers.md 2.1-2.2): x_t = cos(t) x0 + sin(t) z, z ~ N(0, sigma_d^2 I);
+TrigFlow (Lu & Song 2024, Sec. 2 and App. B.2): x_t = cos(t) x0 + sin(t) z, z ~ N(0, sigma_d^2 I);
 the network F predicts v = cos(t) z - sin(t) x0 from (x_t / sigma_d, c_noise(t) = t, class).
 The same F serves the teacher's PF-ODE and an sCM student, so everything here is plain
 Linear / LayerNorm / SiLU / Embedding / sin / cos with no in-place ops: torch.func.jvp works.
@@ -23,7 +23,7 @@ TEACHER_CONFIG = {"width": 256, "blocks": 4, "hidden_mult": 1, "time_freqs": 32,
 
 
 def sigma_to_t(sigma, sigma_data=SIGMA_DATA):
-    """EDM sigma -> TrigFlow time t = atan(sigma / sigma_d) (papers.md 2.2, Eq. 30)."""
+    """EDM sigma -> TrigFlow time t = atan(sigma / sigma_d) (Lu & Song 2024, App. B.2, Eq. 30)."""
     return torch.atan(torch.as_tensor(sigma) / sigma_data)
 
 
@@ -132,7 +132,7 @@ class TrigFlowDenoiser(nn.Module):
     """k-diffusion-style denoiser over a TrigFlowNet: ``model(x, sigma, class_labels=None, cfg_scale=None) -> x0``.
 
     x lives in EDM space (x = x0 + sigma * eps, sigma per batch item [B]), which is what the pack's
-    samplers integrate. Conversion (papers.md 2.2): t = atan(sigma / sigma_d), x_t = cos(t) x,
+    samplers integrate. Conversion (Lu & Song 2024, App. B.2): t = atan(sigma / sigma_d), x_t = cos(t) x,
     F = net(x_t / sigma_d, t, y), x0 = cos(t) x_t - sin(t) sigma_d F (the consistency-model form,
     so sigma = 0 returns x exactly). CFG: F = F_u + s (F_c - F_u) with the null class, 2 passes.
     """

@@ -1,6 +1,6 @@
 """Train the toy world's class-conditional TrigFlow teacher on the 8x8 digits (CPU, ~2 minutes on 2 cores).
 
-Loss (sCM paper Eq. 4, toy-world.md): mean ||sigma_d F(x_t / sigma_d, t, y) - v||^2 / sigma_d^2 with
+Loss (sCM paper Eq. 4; toyworld/README.md): mean ||sigma_d F(x_t / sigma_d, t, y) - v||^2 / sigma_d^2 with
 x_t = cos t x0 + sin t z, z ~ N(0, sigma_d^2 I), v = cos t z - sin t x0, t = atan(e^tau / sigma_d),
 tau ~ N(-1, 1.4^2) (EDM's log-normal sigma), 10% of labels replaced by the null class (for CFG).
 Adam with linear warm-up and a linear decay over the last 40%, grad-clip 1, EMA 0.999; the EMA

@@ -3,7 +3,7 @@
 Works with any torch TrigFlow network ``F(x_t / sigma_d, t, class_labels)`` (``class_labels`` may be
 None for an unconditional net): the student starts as a copy of the teacher and is trained so that
 its consistency function ``f(x_t, t) = cos t x_t - sin t sigma_d F`` is constant along the teacher's
-PF-ODE (sCD) or along the forward process (sCT). Per iteration (papers.md 2.4):
+PF-ODE (sCD) or along the forward process (sCT). Per iteration (Lu & Song 2024, Sec. 4 and Algorithm 1):
 
 1. ``tau ~ N(P_mean, P_std^2)``, ``t = atan(e^tau / sigma_d)``; ``x_t = cos t x0 + sin t z``, ``z ~ N(0, sigma_d^2 I)``;
 2. ``dx_t/dt``: the teacher's ``sigma_d F_teacher(x_t / sigma_d, t)`` (sCD; with classifier-free guidance
@@ -24,12 +24,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+__all__ = ['MODES', 'SCMConfig', 'sample_t', 'sct_tangent', 'scd_tangent', 'consistency_tangent',
+           'normalize_tangent', 'consistency_fn', 'AdaptiveWeight', 'scm_loss', 'ema_update', 'SCMDistiller',
+           'consistency_error']
+
 MODES = ("scd", "sct")
 
 
 @dataclass
 class SCMConfig:
-    """Hyper-parameters of Algorithm 1 (defaults: the paper's CIFAR-10 sCD values, papers.md 2.6, except H)."""
+    """Hyper-parameters of Algorithm 1 (defaults: the paper's CIFAR-10 sCD values, Lu & Song 2024, App. G, except H)."""
 
     mode: str = "scd"  # "scd" (distil the teacher's PF-ODE) or "sct" (consistency training on data)
     sigma_data: float = 0.5
@@ -131,7 +135,7 @@ def consistency_tangent(net, x_t, t, dxdt, sigma_data=0.5, r=1.0, class_labels=N
 
 
 def normalize_tangent(g, c=0.1):
-    """Per-sample tangent normalisation g / (||g||_2 + c) (papers.md 2.4); c None or 0 returns g."""
+    """Per-sample tangent normalisation g / (||g||_2 + c) (Lu & Song 2024, Sec. 4.2, Algorithm 1); c None or 0 returns g."""
     if not c:
         return g
     norm = g.flatten(1).norm(dim=1)

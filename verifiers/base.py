@@ -14,6 +14,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PIL_BICUBIC', 'check_images',
+           'broadcast_conditions', 'to_rgb_nchw', 'quantize_8bit', 'to_uint8', 'shortest_side_size', 'pil_resize',
+           'resize_shortest', 'CROP_OFFSETS', 'center_crop', 'resize_max_pad', 'ImagePreprocess', 'EmbeddingCache',
+           'Verifier', 'class_ids', 'logits_of', 'ClassifierVerifier']
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -33,6 +33,15 @@ from . import files
 from .base import CLIP_MEAN, CLIP_STD, PIL_BICUBIC, ImagePreprocess, Verifier, class_ids
 from .imagenet import IMAGENET_CLASSES, IMAGENET_TEMPLATES, SIMPLE_TEMPLATES
 
+__all__ = ['CLIP_SOURCE', 'PICKSCORE_SOURCE', 'HPS_SOURCE', 'AESTHETIC_SOURCE', 'CLIP_TOKENIZER_FILES',
+           'image_processor_config', 'preprocess_from_folder', 'load_tokenizer', 'load_clip_folder', 'ftfy_fix_text',
+           'HTML_ENTITY', 'fix_text_without_ftfy', 'open_clip_clean', 'ftfy_may_change', 'use_open_clip_text',
+           'CLIPBase', 'CLIP_SCORE_SCALES', 'HESSEL_W', 'check_clip_score_scale', 'CLIPScoreVerifier',
+           'PickScoreVerifier', 'HPSVerifier', 'CLIPZeroShotVerifier', 'resolve_class_names', 'resolve_templates',
+           'RewardMLP', 'load_reward_mlp', 'AestheticVerifier', 'AESTHETIC_FILE', 'load_aesthetic', 'VIT_H14_HEADS',
+           'clip_config_from_open_clip', 'vit_h14_config', 'convert_open_clip_state_dict', 'clip_from_open_clip',
+           'HPS_FILES', 'load_hps', 'load_clip_score', 'load_pick_score', 'load_clip_zero_shot']
+
 CLIP_SOURCE = "huggingface.co/openai/clip-vit-large-patch14 (or any CLIP model saved with save_pretrained)"
 PICKSCORE_SOURCE = "huggingface.co/yuvalkirstain/PickScore_v1 (model) and huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K (tokenizer and preprocessor files)"
 HPS_SOURCE = "huggingface.co/xswu/HPSv2 (HPS_v2_compressed.pt / HPS_v2.1_compressed.pt) and the tokenizer files of huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -499,7 +508,7 @@ def vit_h14_config():
 
 
 def convert_open_clip_state_dict(sd):
-    """open_clip ViT CLIP state dict -> transformers ``CLIPModel`` state dict (verifiers.md section 3 key map)."""
+    """open_clip ViT CLIP state dict -> transformers ``CLIPModel`` state dict (the key map below; tests/test_verifiers_conversion.py checks it)."""
     out = {}
     if "logit_scale" in sd:
         out["logit_scale"] = sd["logit_scale"].reshape(())

@@ -20,6 +20,8 @@ import torch
 
 from .base import Verifier, broadcast_conditions, check_images
 
+__all__ = ['RULES', 'unique_names', 'ranks', 'zscores', 'rank_pool', 'EnsembleVerifier']
+
 RULES = ("mean_rank", "zscore")
 
 

@@ -18,6 +18,10 @@ from . import files
 from .base import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess, Verifier, class_ids
 from .clip import CLIP_SOURCE, image_processor_config, load_clip_folder, preprocess_from_folder
 
+__all__ = ['DINO_SOURCE', 'DINO_EXPECTED', 'dino_preprocess', 'load_dino_folder', 'DinoFeatures', 'head_layout',
+           'load_linear_head', 'DinoLinearVerifier', 'find_head', 'load_dino_linear', 'SelfSupervisedVerifier',
+           'DinoCLS', 'CLIPImageEmbeds', 'load_self_supervised']
+
 DINO_SOURCE = ("huggingface.co/facebook/dinov2-small (or -base/-large/-giant; the backbone) and "
                "github.com/facebookresearch/dinov2 (the ImageNet linear head, e.g. dinov2_vits14_linear_head.pth)")
 DINO_EXPECTED = ["config.json", "model.safetensors", "a linear head file (*linear*head*.pth or head.safetensors: weight [classes, D|2D|5D], bias)"]

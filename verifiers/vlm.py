@@ -16,6 +16,8 @@ import torch
 from . import files
 from .base import Verifier, to_uint8
 
+__all__ = ['SOURCE', 'EXPECTED', 'QUESTION', 'to_pil', 'ImageTokenProcessor', 'VLMGraderVerifier', 'load_vlm_grader']
+
 SOURCE = "huggingface.co/Qwen/Qwen2-VL-2B-Instruct (or another image-text-to-text model saved with save_pretrained)"
 EXPECTED = ["config.json", "model.safetensors", "tokenizer.json (or vocab.json + merges.txt)", "preprocessor_config.json",
             "chat_template.json or chat_template.jinja (optional)"]

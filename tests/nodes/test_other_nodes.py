@@ -67,7 +67,7 @@ def test_trigflow_model_sampling(sd15):
     t = torch.tensor([0.3, 1.1, 1.5])
     sigma = 0.5 * torch.tan(t)
     assert torch.allclose(ms.timestep(sigma), t, atol=1e-6) and torch.allclose(ms.sigma(t), sigma, atol=1e-5)
-    # sCM consistency function: denoised = cos t x_t - sin t sd F, with x = x_t / cos t (comfy-host.md 5(g))
+    # sCM consistency function: denoised = cos t x_t - sin t sd F, with x = x_t / cos t (ComfyUI V_PREDICTION with sigma_data = sigma_d)
     x_t, F = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2)
     tt = torch.tensor(1.1)
     s = (0.5 * torch.tan(tt)).reshape(1)
