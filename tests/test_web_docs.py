@@ -1,7 +1,11 @@
 """Help pages and web-extension hygiene: runs everywhere, needs no ComfyUI.
 
 * every node id defined in nodes/*.py (string literals ending in ``_NoiseSearch``, found by parsing
-  the source, so ComfyUI need not import) has ``web/docs/<NodeId>.md`` with the required sections;
+  the source, so ComfyUI need not import) has ``web/docs/<NodeId>/en.md`` with the required sections: the path
+  ComfyUI's frontend asks for first (``docs/<NodeId>/<locale>.md``, then ``docs/<NodeId>.md``), so its first
+  request answers 200; one source per page (no ``web/docs/<NodeId>.md`` copy);
+* pages read at the help sidebar's default width (about 220 px of text): no tables of three or more columns
+  (inputs and outputs are lists);
 * no file under web/ imports the legacy ``/scripts/ui*`` or ``/extensions/core/*`` modules
   (ComfyUI logs a deprecation warning for those since late 2025);
 * the frontend extension targets exactly the pack's search nodes and Verifier Score;
@@ -20,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NODES_DIR = ROOT / "nodes"
 WEB = ROOT / "web"
 DOCS = WEB / "docs"
+LOCALE = "en"  # the frontend's default locale; other locales would sit beside it as docs/<NodeId>/<locale>.md
+
+
+def help_page(node_id):
+    return DOCS / node_id / f"{LOCALE}.md"
 
 NODE_ID = re.compile(r"^[A-Z][A-Za-z0-9]*_NoiseSearch$")
 REQUIRED_SECTIONS = {
@@ -56,22 +65,45 @@ def test_node_ids_are_found():
 def test_every_node_has_a_help_page(node_id):
     if node_id == "<none>":
         pytest.skip("nodes/ defines no node yet")
-    page = DOCS / f"{node_id}.md"
-    assert page.is_file(), f"missing help page web/docs/{node_id}.md (ComfyUI shows it in the node's help panel)"
+    page = help_page(node_id)
+    assert page.is_file(), f"missing help page web/docs/{node_id}/{LOCALE}.md (ComfyUI shows it in the node's help panel)"
     text = page.read_text(encoding="utf-8")
-    assert text.startswith("# "), f"{page.name}: must start with a '# Title' line"
-    missing = [name for name, rx in REQUIRED_SECTIONS.items() if not rx.search(text)]
-    assert not missing, f"{page.name}: missing sections {missing}"
-    assert f"`{node_id}`" in text, f"{page.name}: should name its node id"
-    assert "arXiv" in text.split("Paper behind it", 1)[-1], f"{page.name}: the paper section should cite the arXiv paper"
+    name = f"{node_id}/{page.name}"
+    assert text.startswith("# "), f"{name}: must start with a '# Title' line"
+    missing = [sec for sec, rx in REQUIRED_SECTIONS.items() if not rx.search(text)]
+    assert not missing, f"{name}: missing sections {missing}"
+    assert f"`{node_id}`" in text, f"{name}: should name its node id"
+    assert "arXiv" in text.split("Paper behind it", 1)[-1], f"{name}: the paper section should cite the arXiv paper"
 
 
 def test_no_orphan_help_pages():
     ids = set(node_ids_from_source())
     if not ids:
         pytest.skip("nodes/ defines no node yet")
-    pages = {p.stem for p in DOCS.glob("*.md")}
+    pages = {p.parent.name for p in DOCS.glob(f"*/{LOCALE}.md")}
     assert pages <= ids, f"help pages for unknown node ids: {sorted(pages - ids)}"
+
+
+def test_one_source_per_help_page():
+    """web/docs/<NodeId>/en.md only: a flat web/docs/<NodeId>.md would be a second copy to keep in step
+    (the frontend falls back to it only when the locale page is missing)."""
+    flat = sorted(p.name for p in DOCS.glob("*.md"))
+    assert not flat, f"help pages belong in web/docs/<NodeId>/{LOCALE}.md, not {flat}"
+    links = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*") if p.is_symlink())
+    assert not links, f"symlinks do not survive packaging: {links}"
+
+
+TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+
+
+def test_help_pages_have_no_wide_tables():
+    """The help sidebar is about 220 px wide by default: a table of three or more columns is cut off there."""
+    wide = []
+    for page in sorted(DOCS.glob(f"*/{LOCALE}.md")):
+        for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if TABLE_ROW.match(line) and line.strip().strip("|").count("|") >= 2:
+                wide.append(f"{page.parent.name}/{page.name}:{n}: {line[:60]}")
+    assert not wide, "tables of 3+ columns (use lists):\n" + "\n".join(wide)
 
 
 def web_sources():
@@ -135,7 +167,7 @@ def test_help_pages_name_every_input_and_output():
     problems = []
     for node in nodes:
         schema = node.GET_SCHEMA()
-        page = DOCS / f"{schema.node_id}.md"
+        page = help_page(schema.node_id)
         if not page.is_file():
             problems.append(f"{schema.node_id}: no help page")
             continue

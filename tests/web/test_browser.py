@@ -159,6 +159,28 @@ def test_verifier_score_panel(session):
     assert p["chart_points"] == TOP_K and p["final"]["winner"] == p["cards"][0]["index"]
 
 
+def test_panel_text_fits_in_every_state(session, score_session):
+    """Idle, searching, done, picked, re-run, reset, cancelled; search node and Verifier Score: no text box of the
+    panel overflows (scrollWidth/scrollHeight beyond its box), the chart's placeholder fits, and the node's size
+    never changes (it is right from the moment the node is created)."""
+    bad, sizes = {}, {}
+    for label, results in (("search", session[0]), ("score", score_session[0])):
+        states = {"initial": results["initial"], "after_click": results["after_click"], "after_reset": results["after_reset"]}
+        for run in ("run1", "run2"):
+            states[run] = results[run]["panel"]
+            states.update({f"{run}/other {k}": v for k, v in results[run]["other_panels"].items()})
+        if "cancel" in results:
+            states["cancel"] = results["cancel"]["panel"]
+        for name, panel in states.items():
+            if panel["overflow"]:
+                bad[f"{label} {name}"] = panel["overflow"]
+            if "other" not in name:
+                sizes.setdefault(label, set()).add(tuple(panel["size"]))
+    assert not bad, json.dumps(bad, indent=1)
+    assert all(len(v) == 1 for v in sizes.values()), f"the node changed size between states: {sizes}"
+    assert all(w >= 440 for v in sizes.values() for w, _ in v), sizes
+
+
 def test_help_page_is_served_and_no_page_errors(session):
     results, _, _ = session
     assert results["help_page"]["status"] == 200 and results["help_page"]["head"].startswith("# Random Search")

@@ -13,6 +13,7 @@ import {
   galleryEntries,
   outputIndex,
   recipeSummary,
+  ordinal,
 } from "./noise_search/state.js";
 
 const { app } = window.comfyAPI.app;
@@ -24,8 +25,16 @@ export const SEARCH_NODES = new Set(["RandomSearch_NoiseSearch", "ZeroOrderSearc
 export const SCORE_NODES = new Set(["VerifierScore_NoiseSearch"]);
 const PANEL_WIDGET = "noise_search_panel";
 const PICK_WIDGET = "pick";
-const MIN_WIDTH = 440;
-const WIDGET_MARGIN = 8; // the frontend sizes a DOM widget's element to its slot minus this on each side
+// The panel has one fixed height whatever it shows (idle, searching, done, picked, cancelled), so the
+// node's size is right from the moment it is created or loaded and never grows under its neighbours.
+export const MIN_WIDTH = 440;
+const WIDGET_MARGIN = 4; // the frontend sizes a DOM widget's element to its slot minus this on each side
+const PAD = 4, GAP = 4;
+const HEAD_H = 16, CHART_H = 80, FOOT_H = 18;
+const THUMB = 64, GRID_GAP = 5, CAPTION_H = 15;
+const CARD_H = THUMB + CAPTION_H + 4; // + the 2 px border on each side
+const GALLERY_H = CARD_H; // one row of thumbnails; more (top_k > 6 at the minimum width) scroll inside the gallery
+export const PANEL_HEIGHT = 2 * PAD + 2 + HEAD_H + CHART_H + GALLERY_H + FOOT_H + 3 * GAP;
 
 const ALGORITHM_NAMES = {
   random: "Random search",
@@ -40,50 +49,60 @@ const ALGORITHM_NAMES = {
 // ------------------------------------------------------------------ styles
 
 const CSS = `
-.ns-panel { box-sizing: border-box; display: flex; flex-direction: column; gap: 6px; padding: 6px 8px 8px;
-  font: 12px/1.35 var(--comfy-font, Inter, Arial, sans-serif); color: var(--fg-color, #ddd);
+.ns-panel { box-sizing: border-box; display: flex; flex-direction: column; gap: ${GAP}px; padding: ${PAD}px 8px;
+  height: ${PANEL_HEIGHT}px; font: 11px/1.3 var(--comfy-font, Inter, Arial, sans-serif); color: var(--fg-color, #ddd);
   background: var(--comfy-menu-bg, #353535); border: 1px solid var(--border-color, #4e4e4e); border-radius: 6px;
   overflow: hidden; pointer-events: auto; user-select: none; }
-.ns-head { display: flex; align-items: center; gap: 8px; min-height: 18px; }
-.ns-title { font-weight: 600; font-size: 12.5px; white-space: nowrap; flex: 1; overflow: hidden; text-overflow: ellipsis; }
-.ns-stats { display: flex; flex-wrap: wrap; gap: 4px 6px; min-height: 18px; }
-.ns-stat { font-size: 11px; padding: 1px 7px; border-radius: 4px; background: var(--comfy-input-bg, #222);
+.ns-panel > * { flex: none; min-width: 0; }
+.ns-head { display: flex; align-items: center; gap: 6px; height: ${HEAD_H}px; }
+.ns-stats { display: flex; gap: 5px; flex: 1; min-width: 0; overflow: hidden; }
+.ns-stat { font-size: 11px; line-height: 16px; padding: 0 6px; border-radius: 4px; background: var(--comfy-input-bg, #222);
   color: var(--descrip-text, #999); white-space: nowrap; font-variant-numeric: tabular-nums; }
 .ns-stat b { color: var(--fg-color, #ddd); font-weight: 600; margin-left: 3px; }
 .ns-stat.ns-stat-best b { color: ${WINNER_COLOR}; }
-.ns-status { font-size: 10.5px; padding: 1px 7px; border-radius: 9px; background: var(--comfy-input-bg, #222);
+.ns-status { font-size: 10.5px; line-height: 16px; padding: 0 7px; border-radius: 8px; background: var(--comfy-input-bg, #222);
   color: var(--descrip-text, #999); white-space: nowrap; }
 .ns-status.ns-running { color: #111; background: #7bd88f; }
-.ns-chart { width: 100%; height: 140px; display: block; border-radius: 4px; cursor: crosshair; }
-.ns-legend { display: flex; gap: 12px; color: var(--descrip-text, #999); font-size: 10.5px; margin-top: -2px; }
-.ns-legend i { display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 4px; vertical-align: -1px; }
-.ns-legend i.ns-line { width: 14px; height: 2px; border-radius: 1px; vertical-align: 2px; }
-.ns-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)); gap: 6px; }
-.ns-card { position: relative; border-radius: 5px; overflow: hidden; cursor: pointer; background: var(--comfy-input-bg, #222);
-  border: 2px solid transparent; transition: border-color .12s, transform .12s; }
-.ns-card:hover { border-color: var(--descrip-text, #999); transform: translateY(-1px); }
+.ns-chart { width: 100%; height: ${CHART_H}px; display: block; border-radius: 4px; cursor: crosshair; }
+.ns-gallery { height: ${GALLERY_H}px; overflow-x: hidden; overflow-y: auto; }
+/* a top-K larger than one row scrolls: keep the scrollbar visible (also where scrollbars overlay) so it shows */
+.ns-gallery::-webkit-scrollbar { width: 6px; }
+.ns-gallery::-webkit-scrollbar-thumb { background: var(--descrip-text, #888); border-radius: 3px; }
+.ns-gallery::-webkit-scrollbar-track { background: transparent; }
+@supports not selector(::-webkit-scrollbar) { .ns-gallery { scrollbar-width: thin; } }
+.ns-grid { display: grid; grid-template-columns: repeat(auto-fill, ${THUMB}px); justify-content: space-between; gap: ${GRID_GAP}px; }
+.ns-gallery-empty { box-sizing: border-box; height: 100%; display: flex; align-items: center; justify-content: center; text-align: center;
+  padding: 0 12px; border: 1px dashed var(--border-color, #4e4e4e); border-radius: 5px; color: var(--descrip-text, #888); font-size: 10.5px; }
+.ns-card { position: relative; box-sizing: border-box; width: ${THUMB}px; border-radius: 5px; overflow: hidden; cursor: pointer;
+  background: var(--comfy-input-bg, #222); border: 2px solid transparent; transition: border-color .12s; }
+.ns-card:hover { border-color: var(--descrip-text, #999); }
 .ns-card.ns-nopick { cursor: default; }
 .ns-card.ns-winner { border-color: ${WINNER_COLOR}; }
-.ns-card.ns-picked { border-color: ${PICK_COLOR}; box-shadow: 0 0 0 1px ${PICK_COLOR}; }
+.ns-card.ns-picked { border-color: ${PICK_COLOR}; }
 .ns-thumb { display: block; width: 100%; aspect-ratio: 1 / 1; object-fit: cover; background: #111; }
-.ns-thumb.ns-empty { display: flex; align-items: center; justify-content: center; color: var(--descrip-text, #888); font-size: 10px; }
-.ns-cap { display: flex; justify-content: space-between; align-items: center; gap: 4px; padding: 3px 5px;
-  font-size: 11px; font-variant-numeric: tabular-nums; }
+.ns-thumb.ns-empty { display: flex; align-items: center; justify-content: center; text-align: center; color: var(--descrip-text, #888);
+  font-size: 10px; line-height: 12px; }
+.ns-cap { display: block; height: ${CAPTION_H}px; line-height: ${CAPTION_H}px; padding: 0 4px; text-align: center; font-size: 11px;
+  font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; }
 .ns-cap b { font-weight: 600; }
-.ns-cap span { color: var(--descrip-text, #999); }
-.ns-badge { position: absolute; top: 3px; left: 3px; padding: 0 5px; border-radius: 8px; font-size: 10px; line-height: 15px;
-  font-weight: 600; background: rgba(0,0,0,.65); color: #fff; }
+.ns-badge { position: absolute; top: 2px; left: 2px; padding: 0 4px; border-radius: 7px; font-size: 10px; line-height: 14px;
+  font-weight: 600; background: rgba(0,0,0,.7); color: #fff; white-space: nowrap; }
 .ns-badge.ns-b-win { background: ${WINNER_COLOR}; color: #222; }
-.ns-badge.ns-b-pick { left: auto; right: 3px; background: ${PICK_COLOR}; color: #053; }
-.ns-badge.ns-b-out { top: auto; bottom: 24px; left: 3px; background: rgba(0,0,0,.7); color: #fff; font-weight: 500; }
-.ns-foot { display: flex; align-items: center; gap: 8px; }
-.ns-note { flex: 1; color: var(--descrip-text, #999); font-size: 11px; }
+.ns-badge.ns-b-pick { left: auto; right: 2px; background: ${PICK_COLOR}; color: #053; }
+.ns-badge.ns-b-out { left: auto; right: 2px; background: rgba(0,0,0,.75); color: ${PICK_COLOR}; }
+.ns-badge.ns-b-id { top: auto; left: auto; bottom: ${CAPTION_H + 2}px; right: 2px; font-weight: 500; background: rgba(0,0,0,.6); }
+.ns-foot { display: flex; align-items: center; gap: 6px; height: ${FOOT_H}px; }
+.ns-note { flex: 1; min-width: 0; height: ${FOOT_H}px; line-height: ${FOOT_H}px; white-space: nowrap; overflow: hidden;
+  color: var(--descrip-text, #999); font-size: 11px; }
 .ns-note b { color: var(--fg-color, #ddd); font-weight: 600; }
-.ns-btn { font: inherit; font-size: 11px; padding: 2px 9px; border-radius: 4px; cursor: pointer;
+.ns-btn { font: inherit; font-size: 11px; line-height: 14px; padding: 1px 8px; border-radius: 4px; cursor: pointer; white-space: nowrap;
   color: var(--input-text, #ddd); background: var(--comfy-input-bg, #222); border: 1px solid var(--border-color, #4e4e4e); }
 .ns-btn:hover:not(:disabled) { border-color: ${PICK_COLOR}; }
 .ns-btn:disabled { opacity: .45; cursor: default; }
 .ns-btn-run { border-color: ${PICK_COLOR}; color: ${PICK_COLOR}; }
+/* ComfyUI's help sidebar is about 220 px wide by default: let long node ids, file names and words in the
+   help pages (web/docs/<NodeId>/en.md) wrap instead of running past its edge. Changes nothing that fits. */
+.node-help-content .markdown-content { overflow-wrap: anywhere; }
 .ns-tip { position: fixed; z-index: 10000; pointer-events: none; padding: 4px 7px; border-radius: 4px; font-size: 11px;
   background: rgba(20,20,20,.92); color: #eee; border: 1px solid #555; max-width: 320px; display: none; }
 `;
@@ -151,34 +170,27 @@ class Panel {
     const root = el("div", "ns-panel");
     root.dataset.nsPanel = this.kind;
     root.dataset.nodeId = String(this.node.id);
+    // The node's own title names the algorithm; the panel's first row holds the run's numbers and status.
     const head = el("div", "ns-head");
-    this.titleEl = el("span", "ns-title", this.kind === "score" ? "Verifier scores" : "Noise search");
-    this.statusEl = el("span", "ns-status", "idle");
-    head.append(this.titleEl, this.statusEl);
     this.statsEl = el("div", "ns-stats");
+    this.statusEl = el("span", "ns-status", "idle");
+    head.append(this.statsEl, this.statusEl);
 
     this.canvas = el("canvas", "ns-chart");
     this.canvas.addEventListener("mousemove", (e) => this.onChartHover(e));
     this.canvas.addEventListener("mouseleave", () => this.hideTip());
     this.canvas.addEventListener("click", (e) => this.onChartClick(e));
 
-    const legend = el("div", "ns-legend");
-    const item = (color, text, line = false) => {
-      const s = el("span");
-      const i = el("i", line ? "ns-line" : null);
-      i.style.background = color;
-      s.append(i, document.createTextNode(text));
-      return s;
-    };
-    this.legendItems = {
-      candidate: item(roundColor(0), this.kind === "score" ? "image score" : "candidate"),
-      best: this.kind === "score" ? item(WINNER_COLOR, "verifier's best") : item(WINNER_COLOR, "best so far", true),
-      pick: item(PICK_COLOR, "your pick"),
-    };
-    legend.append(this.legendItems.candidate, this.legendItems.best, this.legendItems.pick);
-    this.legendEl = legend;
-
+    // The gallery keeps one row's height; a larger top-K scrolls inside it.
+    this.gallery = el("div", "ns-gallery");
     this.grid = el("div", "ns-grid");
+    this.galleryEmpty = el("div", "ns-gallery-empty");
+    this.gallery.append(this.grid, this.galleryEmpty);
+    this.gallery.addEventListener("wheel", (e) => {
+      // scroll the thumbnails, not the canvas, when there is something to scroll
+      if (this.gallery.scrollHeight > this.gallery.clientHeight) e.stopPropagation();
+    }, { passive: true });
+
     const foot = el("div", "ns-foot");
     this.noteEl = el("span", "ns-note");
     this.resetBtn = el("button", "ns-btn", "Reset to verifier");
@@ -198,7 +210,7 @@ class Panel {
     this.tip = el("div", "ns-tip");
     document.body.appendChild(this.tip);
 
-    root.append(head, this.statsEl, this.canvas, legend, this.grid, foot);
+    root.append(head, this.canvas, this.gallery, foot);
     // keep canvas interactions (pan/zoom) from leaking into thumbnails' clicks
     root.addEventListener("pointerdown", (e) => e.stopPropagation());
     this.root = root;
@@ -281,7 +293,14 @@ class Panel {
     const s = this.state;
     const pending = this.pendingPick;
     const picked = pending != null && pending >= 0 ? pending : (s.final?.picked ?? null);
+    const rounds = new Set(candidateList(s).map((c) => Number(c.round ?? 0)));
+    const legend = this.kind === "score"
+      ? [{ color: roundColor(0), text: "image score" }, { color: WINNER_COLOR, text: "verifier's best" }]
+      : [{ color: roundColor(0), text: rounds.size > 1 ? `candidate (colour = ${s.algorithm === "zero_order" ? "iteration" : "round"})` : "candidate" },
+        { color: WINNER_COLOR, text: "best so far", mark: "line" }];
+    if (picked != null && picked >= 0) legend.push({ color: PICK_COLOR, text: "your pick" });
     this.hits = drawChart(this.canvas, {
+      legend,
       candidates: candidateList(s),
       winner: s.final ? s.final.winner : s.bestIndex,
       picked,
@@ -292,84 +311,93 @@ class Panel {
     });
   }
 
+  /** "cand. 6" (search nodes) or "image 2" (Verifier Score): what a number on a card means, spelled out. */
+  label(index) {
+    return `${this.kind === "score" ? "image" : "cand."} ${index}`;
+  }
+
   render() {
     const s = this.state;
     const f = s.final;
     const n = s.candidates.size;
     const alg = s.algorithm ? ALGORITHM_NAMES[s.algorithm] ?? s.algorithm : null;
-    if (alg) this.titleEl.textContent = alg;
     const stats = [];
-    if (n) stats.push([this.kind === "score" ? "images" : "candidates", String(n)]);
-    if (s.nfe && this.kind === "search") stats.push(["search NFE", `${formatNumber(s.nfe)}${s.budget ? ` / ${formatNumber(s.budget)}` : ""}`]);
+    if (n) stats.push([this.kind === "score" ? "images" : "candidates", String(n), `${n} ${this.kind === "score" ? "images" : "candidates"} scored`]);
+    if (s.nfe && this.kind === "search") {
+      stats.push(["NFE", `${formatNumber(s.nfe)}${s.budget ? ` / ${formatNumber(s.budget)}` : ""}`,
+        `search NFE: model evaluations spent on the search so far${s.budget ? ", of the budget" : ""}`]);
+    }
     const bestIdx = f ? f.winner : s.bestIndex;
     const best = bestIdx != null ? s.candidates.get(Number(bestIdx)) : null;
-    if (best && Number.isFinite(Number(best.score))) stats.push(["best", `${Number(best.score).toFixed(4)}  #${best.index}`, "ns-stat-best"]);
-    this.statsEl.replaceChildren(...stats.map(([k, v, cls]) => {
+    if (best && Number.isFinite(Number(best.score))) {
+      stats.push(["best", Number(best.score).toFixed(4), `best score ${best.score}: ${this.label(best.index)}`, "ns-stat-best"]);
+    }
+    this.statsEl.replaceChildren(...stats.map(([k, v, tip, cls]) => {
       const chip = el("span", cls ? `ns-stat ${cls}` : "ns-stat", k);
       chip.append(el("b", null, v));
+      chip.title = tip;
       return chip;
     }));
-    this.statsEl.style.display = stats.length ? "" : "none";
     this.statusEl.textContent = s.running ? (this.kind === "score" ? "scoring…" : "searching…") : f ? "done" : s.stopped ?? "idle";
+    this.statusEl.title = alg ? `${alg}: ${this.statusEl.textContent}` : this.statusEl.textContent;
     this.statusEl.classList.toggle("ns-running", !!s.running);
     this.root.dataset.nodeId = String(this.node.id);
     this.root.dataset.state = s.running ? "running" : f ? "done" : s.stopped ?? "idle";
     this.root.dataset.candidates = String(n);
 
-    const rounds = new Set(candidateList(s).map((c) => Number(c.round ?? 0)));
-    const label = this.legendItems.candidate.lastChild;
-    if (this.kind === "search") label.textContent = rounds.size > 1 ? `candidate (colour = ${s.algorithm === "zero_order" ? "iteration" : "round"})` : "candidate";
     this.drawChart();
     this.renderGallery();
     this.renderFooter();
-    if (this.node.graph) {
-      const h = panelHeight(this);
-      if (h !== this.lastHeight) {
-        this.lastHeight = h;
-        fitNode(this.node);
-      }
-    }
   }
 
   renderGallery() {
     const s = this.state;
     const f = s.final;
-    // While searching, show as many live slots as the last run kept (top-K), so the node keeps its size.
+    // While searching, show as many live slots as the last run kept (top-K).
     this.liveSlots = f?.top_k?.length || this.liveSlots || 4;
     const entries = galleryEntries(s, this.liveSlots);
     const pending = this.pendingPick;
     const out = outputIndex(s);
     // Only a finished run's kept top-K can be picked (PROTOCOL.md section 3).
     const keptTopK = new Set((f?.top_k ?? []).map(Number));
+    const what = this.kind === "score" ? "image" : "candidate";
     this.grid.replaceChildren();
     for (const { rank, candidate: c, image } of entries) {
       const canPick = pending != null && keptTopK.has(c.index);
       const card = el("div", "ns-card");
       card.dataset.index = String(c.index);
+      card.dataset.rank = String(rank + 1);
       const isWinner = f ? Number(f.winner) === c.index : rank === 0;
       const isPicked = pending != null && pending >= 0 && pending === c.index;
+      const isOut = !!f && out === c.index && Number(f.picked) >= 0;
       card.classList.toggle("ns-winner", isWinner);
       card.classList.toggle("ns-picked", isPicked);
       card.classList.toggle("ns-nopick", !canPick);
       let thumb;
       if (image && image.filename) {
         thumb = el("img", "ns-thumb");
-        thumb.loading = "lazy";
         thumb.draggable = false;
-        thumb.alt = `candidate ${c.index}`;
+        thumb.alt = `${what} ${c.index}`;
         thumb.src = viewURL(image);
       } else {
-        thumb = el("div", "ns-thumb ns-empty", s.running ? "image when done" : s.stopped ? "not rendered" : "no image");
+        // one short word: the thumbnail's middle, between the rank and the candidate badges
+        thumb = el("div", "ns-thumb ns-empty", s.running ? "pending" : s.stopped ? "not kept" : "no image");
+        thumb.title = s.running ? "The kept top-K are rendered when the search ends" : s.stopped ? "The run stopped before the top-K were rendered" : "";
       }
-      const badge = el("span", isWinner ? "ns-badge ns-b-win" : "ns-badge", isWinner ? "★ verifier" : `#${rank + 1}`);
-      card.append(thumb, badge);
-      if (isPicked) card.append(el("span", "ns-badge ns-b-pick", "✓ pick"));
-      if (f && out === c.index && Number(f.picked) >= 0) card.append(el("span", "ns-badge ns-b-out", "output"));
+      // Top left: the rank in the gallery (best first). Bottom right: which candidate (or batch image) it is.
+      const rankBadge = el("span", isWinner ? "ns-badge ns-b-rank ns-b-win" : "ns-badge ns-b-rank", `${isWinner ? "★ " : ""}${ordinal(rank + 1)}`);
+      rankBadge.title = `rank ${rank + 1} of the ${f ? "kept top-" + entries.length : "best so far"}, by verifier score${isWinner ? " (★ the verifier's choice)" : ""}`;
+      const idBadge = el("span", "ns-badge ns-b-id", this.label(c.index));
+      idBadge.title = this.kind === "score" ? `image ${c.index} of the input batch` :
+        `candidate index ${c.index}${c.seed != null ? ` (seed ${c.seed})` : ""}: the pick input takes this number`;
+      card.append(thumb, rankBadge, idBadge);
+      if (isPicked) card.append(Object.assign(el("span", "ns-badge ns-b-pick", "✓"), { title: "your pick: the next run outputs it" }));
+      else if (isOut) card.append(Object.assign(el("span", "ns-badge ns-b-out", "out"), { title: "the last run output this one (your pick)" }));
       const cap = el("div", "ns-cap");
       const score = el("b", "ns-score", Number.isFinite(Number(c.score)) ? Number(c.score).toFixed(4) : "–");
-      cap.append(score, el("span", null, `#${c.index}`));
+      cap.append(score);
       card.append(cap);
-      const lines = [`candidate #${c.index} · score ${c.score ?? "–"}`];
+      const lines = [`rank ${rank + 1} · ${what} ${c.index} · score ${c.score ?? "–"}`];
       if (c.nfe != null) lines.push(`scored at search NFE ${c.nfe}${c.round != null ? `, round ${c.round}` : ""}`);
       if (c.seed != null) lines.push(`seed ${c.seed}`);
       if (c.recipe) lines.push(recipeSummary(c.recipe));
@@ -383,31 +411,57 @@ class Panel {
       this.grid.append(card);
     }
     this.grid.style.display = entries.length ? "" : "none";
+    this.galleryEmpty.style.display = entries.length ? "none" : "";
+    this.galleryEmpty.textContent = this.kind === "score"
+      ? "The best-scored images appear here after a run"
+      : "The best candidates appear here; click one to output it instead of the verifier's choice";
   }
 
   renderFooter() {
     const s = this.state;
     const f = s.final;
     const pending = this.pendingPick;
-    this.resetBtn.style.display = pending == null ? "none" : "";
+    // Shown only when it does something (pick >= 0), so notes keep the footer's width.
+    this.resetBtn.style.display = pending != null && pending >= 0 ? "" : "none";
     this.resetBtn.disabled = pending == null || pending < 0;
     // "Run" when the next run would output something else than what is shown
     const shown = f ? (Number(f.picked) >= 0 ? Number(f.picked) : -1) : null;
     this.runBtn.style.display = pending != null && f && !s.running && pending !== shown ? "" : "none";
+    const L = (i) => `<b>${this.label(i)}</b>`;
+    const what = this.kind === "score" ? "images" : "candidates";
+    // One line (the full story is in its tooltip): what the next run outputs when that differs from
+    // what is shown, else what the shown run output.
     const note = [];
-    if (f && Number(f.picked) >= 0) note.push(`Output: <b>#${Number(f.picked)}</b> (picked; verifier chose #${f.winner}).`);
-    else if (f && f.winner != null) note.push(`Output: <b>#${f.winner}</b> (verifier's choice).`);
-    if (pending != null) {
-      if (pending >= 0) note.push(`Next run outputs <b>#${pending}</b>.${this.seedNote ?? ""}`);
-      else if (f) note.push("Click a thumbnail to output another candidate.");
+    const tip = [];
+    if (f && Number(f.picked) >= 0) tip.push(`The last run output ${this.label(f.picked)}, your pick; the verifier chose ${this.label(f.winner)}.`);
+    else if (f && f.winner != null) tip.push(`The last run output ${this.label(f.winner)}, the verifier's choice.`);
+    if (s.running) {
+      note.push(this.kind === "score" ? "Scoring…" : "Searching: the chart updates after every chunk.");
+    } else if (pending != null && f && pending !== shown) {
+      if (pending >= 0) note.push(`Next run outputs ${L(pending)}, your pick.`);
+      else note.push(`Next run outputs the verifier's choice, ${L(f.winner)}.`);
+      tip.push(pending >= 0 ? `Queue the workflow (▶ Run) and the node outputs ${this.label(pending)} instead.` : "Queue the workflow and the node outputs the verifier's choice again.");
+      if (this.seedNote) tip.push(this.seedNote.trim());
+    } else if (f && Number(f.picked) >= 0) {
+      note.push(`Output: ${L(Number(f.picked))}, your pick (verifier: ${this.label(f.winner)}).`);
+    } else if (f && f.winner != null) {
+      note.push(`Output: ${L(f.winner)} (verifier's choice).${pending != null ? " Click a thumbnail to change it." : ""}`);
+      if (pending != null) tip.push("Click a thumbnail to output that candidate on the next run instead (sets pick).");
+    } else if (s.stopped && s.candidates.size) {
+      if (s.stopped === "cancelled") {
+        note.push(`Cancelled after ${s.candidates.size} ${what}; best so far in the temp folder.`);
+        tip.push(`The run was cancelled after ${s.candidates.size} ${what}; the best so far is saved in ComfyUI's temp folder (noise_search/partial_*).`);
+      } else {
+        note.push(`Failed after ${s.candidates.size} ${what} (see the error message).`);
+        tip.push(`The run failed after ${s.candidates.size} ${what}.`);
+      }
+    } else if (pending != null && pending >= 0) {
+      note.push(`Next run outputs ${L(pending)}.`);
+    } else {
+      note.push(this.kind === "score" ? "Queue the workflow to score the images." : "Queue the workflow to search.");
     }
-    if (!f && s.stopped && s.candidates.size) {
-      note.push(s.stopped === "cancelled"
-        ? `Search cancelled after ${s.candidates.size} candidates; the best so far is saved in ComfyUI's temp folder (noise_search/partial_*).`
-        : `The run failed after ${s.candidates.size} candidates (see the error message).`);
-    }
-    if (!f && !s.running && !s.candidates.size) note.push(this.kind === "score" ? "Run the workflow to score images." : "Run the workflow to search.");
     this.noteEl.innerHTML = note.join(" ");
+    this.noteEl.title = [this.noteEl.textContent, ...tip].join("\n");
   }
 
   onChartHover(e) {
@@ -416,7 +470,7 @@ class Panel {
     if (!h) return this.hideTip();
     const c = this.state.candidates.get(h.index);
     if (!c) return this.hideTip();
-    const lines = [`#${c.index}  score ${Number(c.score).toFixed(4)}`];
+    const lines = [`${this.label(c.index)} · score ${Number(c.score).toFixed(4)}`];
     if (c.nfe != null) lines.push(`NFE ${c.nfe}${c.round != null ? ` · round ${c.round}` : ""}`);
     if (c.recipe) lines.push(recipeSummary(c.recipe));
     else if (c.seed != null) lines.push(`seed ${c.seed}`);
@@ -443,23 +497,18 @@ class Panel {
 
 // ------------------------------------------------------------------ wiring
 
-/** Height the panel's content needs at its current width (measured; estimated before layout). */
-function panelHeight(panel) {
-  const root = panel.root;
-  const kids = [...root.children].filter((k) => k.style.display !== "none");
-  let h = 6 + 8 + 2 + 6 * (kids.length - 1);
-  let measured = true;
-  for (const k of kids) {
-    if (!k.offsetHeight) measured = false;
-    h += k.offsetHeight;
-  }
-  if (measured) return Math.ceil(h) + 2 * WIDGET_MARGIN;
-  const cards = panel.grid.childElementCount;
-  const width = Math.max(MIN_WIDTH, panel.node.size?.[0] ?? MIN_WIDTH) - 40;
-  const perRow = Math.max(1, Math.floor((width + 6) / (84 + 6)));
-  const rows = cards ? Math.ceil(cards / perRow) : 0;
-  const cardH = (width - 6 * (perRow - 1)) / perRow + 22;
-  return 16 + 20 + 24 + 140 + 16 + rows * (cardH + 6) + 34 + 6 * 5 + 2 * WIDGET_MARGIN;
+/**
+ * Give the node its real size: at least MIN_WIDTH wide and exactly as tall as its inputs, widgets and the
+ * fixed-height panel need. Runs when the node is created, when a saved workflow is loaded into it
+ * (its stored size may predate the panel) and when the user resizes it, never in the middle of a run.
+ */
+function fitNode(node) {
+  const min = node.computeSize?.();
+  if (!min) return;
+  const w = Math.max(node.size[0], MIN_WIDTH, min[0]);
+  const h = min[1];
+  if (node.size[0] !== w || node.size[1] !== h) node.setSize([w, h]);
+  node.setDirtyCanvas?.(true, true);
 }
 
 function attachPanel(node, kind) {
@@ -469,8 +518,8 @@ function attachPanel(node, kind) {
     serialize: false,
     hideOnZoom: false,
     margin: WIDGET_MARGIN,
-    getMinHeight: () => panelHeight(panel),
-    getMaxHeight: () => panelHeight(panel),
+    getMinHeight: () => PANEL_HEIGHT + 2 * WIDGET_MARGIN,
+    getMaxHeight: () => PANEL_HEIGHT + 2 * WIDGET_MARGIN,
   });
   widget.serialize = false; // never in widgets_values (keeps the node's value order intact)
   node.__nsPanel = panel;
@@ -484,7 +533,21 @@ function attachPanel(node, kind) {
     panel.destroy();
     return onRemoved?.apply(this, arguments);
   };
-  if (node.size[0] < MIN_WIDTH) node.setSize([MIN_WIDTH, node.size[1]]);
+  // A loaded workflow sets the node's stored size after creation: correct it at once.
+  const onConfigure = node.onConfigure;
+  node.onConfigure = function () {
+    const r = onConfigure?.apply(this, arguments);
+    fitNode(this);
+    return r;
+  };
+  // Dragging the node narrower than the panel needs (or taller than its content) snaps back.
+  const onResize = node.onResize;
+  node.onResize = function (size) {
+    const r = onResize?.apply(this, arguments);
+    if (size && size[0] < MIN_WIDTH) size[0] = MIN_WIDTH;
+    return r;
+  };
+  fitNode(node);
   const seedW = findWidget(node, "seed");
   if (seedW) {
     const serialize = seedW.serializeValue;
@@ -506,15 +569,6 @@ function attachPanel(node, kind) {
   return panel;
 }
 
-/** Resize the node to its content (after the gallery changed); waits a frame so the DOM is laid out. */
-function fitNode(node) {
-  requestAnimationFrame(() => {
-    const sz = node.computeSize?.();
-    if (sz) node.setSize([Math.max(node.size[0], MIN_WIDTH), sz[1]]);
-    node.setDirtyCanvas?.(true, true);
-  });
-}
-
 // ComfyUI serves web/ once per registered name: under the pack's folder name (WEB_DIRECTORY) and, when
 // that differs from it, again under the pyproject name ([tool.comfy] web). Both copies of this module
 // run; only the first registers the extension.
@@ -529,6 +583,7 @@ app.registerExtension({
   name: EXTENSION,
 
   async setup() {
+    ensureStyles(); // also for the help pages, before any panel exists
     api.addEventListener(PROGRESS_EVENT, ({ detail }) => {
       if (!detail || detail.node == null) return;
       const node = nodeByExecutionId(detail.node);
@@ -585,6 +640,15 @@ app.registerExtension({
       const r = onNodeCreated?.apply(this, arguments);
       attachPanel(this, kind);
       return r;
+    };
+
+    // The gallery shows the node's images (the output among its top-K); the frontend's own preview
+    // (at least 220 px, added after the first run and for live sampler previews) would make the node
+    // grow under its neighbours, so these nodes draw none.
+    const onDrawBackground = nodeType.prototype.onDrawBackground;
+    nodeType.prototype.onDrawBackground = function () {
+      if (this.__nsPanel) return;
+      return onDrawBackground?.apply(this, arguments);
     };
 
     const onExecuted = nodeType.prototype.onExecuted;

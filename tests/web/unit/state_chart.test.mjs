@@ -1,8 +1,8 @@
 // Unit tests of the UI's pure modules (no browser, no ComfyUI): node --test tests/web/unit/
 import test from "node:test";
 import assert from "node:assert/strict";
-import { emptyState, applyProgress, applyFinal, galleryEntries, outputIndex, ranked, recipeSummary } from "../../../web/js/noise_search/state.js";
-import { niceTicks, bestCurve, chartPoints, hitTest, formatNumber } from "../../../web/js/noise_search/chart.js";
+import { emptyState, applyProgress, applyFinal, galleryEntries, outputIndex, ranked, recipeSummary, ordinal } from "../../../web/js/noise_search/state.js";
+import { niceTicks, bestCurve, chartPoints, hitTest, formatNumber, wrapLines } from "../../../web/js/noise_search/chart.js";
 
 const cand = (index, score, nfe = (index + 1) * 4, round = 0) => ({ index, score, nfe, round, recipe: `seed ${10 + index}`, seed: 10 + index });
 
@@ -62,4 +62,22 @@ test("chart helpers: nice ticks, best-so-far curve, x axis, hit test", () => {
   assert.equal(hitTest([{ x: 10, y: 10, index: 3 }, { x: 50, y: 50, index: 4 }], 12, 9).index, 3);
   assert.equal(hitTest([{ x: 10, y: 10, index: 3 }], 40, 40), null);
   assert.equal(formatNumber(1234.5), "1,235");
+});
+
+test("gallery ranks read as ordinals, never as '#n' (the candidate index's notation elsewhere)", () => {
+  assert.deepEqual([1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111].map(ordinal),
+    ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]);
+});
+
+test("the chart's placeholder wraps to its box", () => {
+  const measure = (t) => t.length * 6;
+  const text = "Queue the workflow: scores appear here while the search runs";
+  const lines = wrapLines(measure, text, 120);
+  assert.ok(lines.length > 1);
+  assert.ok(lines.every((l) => measure(l) <= 120), lines);
+  assert.equal(lines.join(" "), text);
+  assert.deepEqual(wrapLines(measure, text, 1000), [text]);
+  // a word longer than the box is cut by characters, nothing lost
+  const long = wrapLines(measure, "RandomSearch_NoiseSearch", 60);
+  assert.ok(long.every((l) => measure(l) <= 60) && long.join("") === "RandomSearch_NoiseSearch", long);
 });

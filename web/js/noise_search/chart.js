@@ -84,7 +84,8 @@ function themeColors(el) {
 
 /**
  * Draw the chart into `canvas` (sized to its CSS box times devicePixelRatio).
- * `data`: {candidates, winner, picked, budget}. Returns the hit-test list in CSS pixels.
+ * `data`: {candidates, winner, picked, budget, mode, xLabel, emptyText, legend: [{color, text, mark}]}.
+ * Returns the hit-test list in CSS pixels.
  */
 export function drawChart(canvas, data) {
   const rect = canvas.getBoundingClientRect();
@@ -105,20 +106,37 @@ export function drawChart(canvas, data) {
   const points = cp.points;
   const xLabel = data.xLabel && cp.xLabel === "candidate" ? data.xLabel : cp.xLabel;
   canvas.dataset.points = String(points.length);
-  const M = { l: 44, r: 10, t: 14, b: 26 };
+  // top strip: the legend; bottom strip: x tick labels and the axis name on one line
+  const M = { l: 44, r: 10, t: 15, b: 14 };
   const W = cssW - M.l - M.r;
   const H = cssH - M.t - M.b;
 
-  ctx.fillStyle = colors.bg;
-  ctx.fillRect(M.l, M.t, W, H);
-
   if (!points.length) {
+    // Before a run: a box centred in the canvas with the hint wrapped to its width.
+    const box = { x: 8, y: 6, w: cssW - 16, h: cssH - 12 };
+    ctx.fillStyle = colors.bg;
+    ctx.fillRect(box.x, box.y, box.w, box.h);
     ctx.fillStyle = colors.muted;
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
-    ctx.fillText(data.emptyText || "Queue the workflow: scores appear here while the search runs", M.l + W / 2, M.t + H / 2);
+    const text = data.emptyText || "Queue the workflow: scores appear here while the search runs";
+    const maxW = box.w - 16;
+    const lines = wrapLines((t) => ctx.measureText(t).width, text, maxW);
+    const lineH = 13;
+    const top = box.y + box.h / 2 - ((lines.length - 1) * lineH) / 2;
+    lines.forEach((line, i) => ctx.fillText(line, box.x + box.w / 2, top + i * lineH));
+    delete canvas.dataset.legendRight;
+    // for the browser tests: where the hint went and whether it fits its box
+    canvas.dataset.placeholder = JSON.stringify({
+      lines, width: Math.max(...lines.map((l) => ctx.measureText(l).width)), maxWidth: maxW,
+      height: lines.length * lineH, boxHeight: box.h, left: box.x, right: cssW - box.x - box.w,
+    });
     return [];
   }
+  delete canvas.dataset.placeholder;
+
+  ctx.fillStyle = colors.bg;
+  ctx.fillRect(M.l, M.t, W, H);
 
   const budget = Number(data.budget);
   let xMax = Math.max(...points.map((p) => p.x));
@@ -158,6 +176,8 @@ export function drawChart(canvas, data) {
   const xTicks = niceTicks(Math.max(xMin, xLabel === "search NFE" ? 0 : xMin), xMax, Math.max(2, Math.floor(W / 60)));
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
+  // the axis name sits at the right end of the tick row; tick labels that would touch it are left out
+  const nameLeft = M.l + W - ctx.measureText(xLabel).width - 6;
   for (const t of xTicks) {
     if (xLabel !== "search NFE" && !Number.isInteger(t)) continue;
     const x = Math.round(sx(t)) + 0.5;
@@ -167,12 +187,13 @@ export function drawChart(canvas, data) {
     ctx.lineTo(x, M.t + H);
     ctx.stroke();
     ctx.globalAlpha = 1;
-    ctx.fillText(xLabel !== "search NFE" ? String(t) : formatNumber(t, xMax - xMin), x, M.t + H + 4);
+    const label = xLabel !== "search NFE" ? String(t) : formatNumber(t, xMax - xMin);
+    if (x + ctx.measureText(label).width / 2 < nameLeft) ctx.fillText(label, x, M.t + H + 2);
   }
   ctx.textAlign = "right";
-  ctx.fillText(xLabel, M.l + W, M.t + H + 14);
+  ctx.fillText(xLabel, M.l + W, M.t + H + 2);
 
-  // NFE budget marker
+  // NFE budget marker, labelled inside the plot next to its line
   if (xLabel === "search NFE" && Number.isFinite(budget) && budget > 0) {
     const x = Math.round(sx(budget)) + 0.5;
     ctx.save();
@@ -184,10 +205,35 @@ export function drawChart(canvas, data) {
     ctx.stroke();
     ctx.restore();
     ctx.fillStyle = colors.muted;
-    ctx.textAlign = x > M.l + W - 60 ? "right" : "center";
-    ctx.textBaseline = "bottom";
-    ctx.fillText(`budget ${formatNumber(budget)}`, ctx.textAlign === "right" ? M.l + W : x, M.t - 2);
+    const text = `budget ${formatNumber(budget)}`;
+    const right = x + 3 + ctx.measureText(text).width > M.l + W;
+    ctx.textAlign = right ? "right" : "left";
+    ctx.textBaseline = "top";
+    ctx.fillText(text, right ? x - 3 : x + 3, M.t + 2);
   }
+
+  // legend in the top strip
+  let lx = M.l;
+  ctx.textAlign = "left";
+  ctx.textBaseline = "middle";
+  for (const item of data.legend || []) {
+    const y = Math.round(M.t / 2);
+    ctx.fillStyle = item.color;
+    ctx.strokeStyle = item.color;
+    if (item.mark === "line") {
+      ctx.fillRect(lx, y - 1, 12, 2);
+      lx += 16;
+    } else {
+      ctx.beginPath();
+      ctx.arc(lx + 4, y, 3.5, 0, Math.PI * 2);
+      ctx.fill();
+      lx += 11;
+    }
+    ctx.fillStyle = colors.muted;
+    ctx.fillText(item.text, lx, y);
+    lx += ctx.measureText(item.text).width + 12;
+  }
+  canvas.dataset.legendRight = String(Math.round(lx - 12)); // for the browser tests: the legend must fit
 
   const bars = data.mode === "bars";
   if (bars) {
@@ -255,6 +301,32 @@ export function drawChart(canvas, data) {
   ctx.lineWidth = 1;
   ctx.strokeRect(M.l + 0.5, M.t + 0.5, W - 1, H - 1);
   return hits;
+}
+
+/**
+ * Split `text` into lines no wider than `maxWidth` (by `measure(string) -> px`), breaking at spaces;
+ * a single word wider than the box is broken by characters.
+ */
+export function wrapLines(measure, text, maxWidth) {
+  const lines = [];
+  let line = "";
+  for (const word of String(text).split(/\s+/).filter(Boolean)) {
+    const next = line ? `${line} ${word}` : word;
+    if (measure(next) <= maxWidth) {
+      line = next;
+      continue;
+    }
+    if (line) lines.push(line);
+    line = word;
+    while (measure(line) > maxWidth && line.length > 1) {
+      let k = line.length - 1;
+      while (k > 1 && measure(line.slice(0, k)) > maxWidth) k--;
+      lines.push(line.slice(0, k));
+      line = line.slice(k);
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
 }
 
 /** Nearest hit within `radius` CSS pixels of (x, y), or null. */

@@ -122,3 +122,10 @@ export function recipeSummary(recipe) {
     .map(([k, v]) => `${k}=${v}`);
   return parts.join(" ");
 }
+
+/** 1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd": a card's rank in the gallery. */
+export function ordinal(n) {
+  const t = n % 100;
+  const suffix = t >= 11 && t <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] ?? "th";
+  return `${n}${suffix}`;
+}
