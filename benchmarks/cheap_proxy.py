@@ -27,20 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _util import context, emit, import_pack  # noqa: E402
 
 
-def ranks(x):
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    r = [0.0] * len(x)
-    for k, i in enumerate(order):
-        r[i] = float(k)
-    return r
-
-
-def spearman(a, b):
-    ra, rb = torch.tensor(ranks(a)), torch.tensor(ranks(b))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=25, help="S: Heun steps of the final render")
@@ -53,6 +39,7 @@ def main(argv=None):
     import_pack()
     from noise_search.search.noise import seed_noise
     from noise_search.search.random_search import random_search
+    from noise_search.toyworld.fidelity.stats import spearman  # average ranks for ties (verifiers.ensemble.ranks)
     from noise_search.toyworld.load import load_classifier, load_teacher
     from noise_search.toyworld.world import SHAPE, ToyWorld
 

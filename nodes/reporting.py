@@ -5,7 +5,6 @@ import json
 import logging
 import os
 
-import torch
 from PIL.PngImagePlugin import PngInfo
 
 import folder_paths

@@ -1,5 +1,7 @@
-"""Pictures of a search, drawn with PIL only: a ranked candidate grid and a score-vs-NFE chart.
-Shared by the CLI demo and the ComfyUI nodes (which turn the PIL image into an IMAGE tensor)."""
+"""The pack's pictures, drawn with PIL only, and its one IMAGE-to-PIL conversion: a ranked candidate grid and a
+score-vs-NFE chart (the CLI demo and the ComfyUI nodes, which turn the PIL image into an IMAGE tensor), a general
+x-y chart and labelled rows of images (the fidelity study's plots, ``toyworld/fidelity/plots.py``).
+"""
 
 import math
 
@@ -7,7 +9,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+__all__ = ['PALETTE', 'WINNER', 'ROUNDINGS', 'to_pil', 'pil_to_image', 'fit_text', 'candidate_label',
+           'candidate_grid', 'nice_ticks', 'tick_text', 'score_vs_nfe_plot', 'chart', 'image_rows']
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 WINNER = (230, 180, 0)
 
 
@@ -18,12 +24,26 @@ def _font(size=12):
         return ImageFont.load_default()
 
 
-def to_pil(image):
-    """IMAGE tensor [H, W, C] (or [1, H, W, C]) in 0..1 -> RGB PIL image."""
+ROUNDINGS = ("round", "truncate")
+
+
+def to_pil(image, rounding="round"):
+    """IMAGE tensor [H, W, C] (or [1, H, W, C]) in 0..1 -> RGB PIL image (one channel is repeated to three).
+
+    ``rounding``: how 0..1 becomes 0..255.
+    - ``"truncate"``: ComfyUI's SaveImage bit for bit (``np.clip(255 * x, 0, 255).astype(uint8)``): for an IMAGE
+      saved as a file, which must hold the same pixels as the same IMAGE saved by SaveImage.
+    - ``"round"``: the nearest 8-bit value: for pictures drawn from IMAGEs (grids, charts, previews).
+    """
     a = image.detach().float().cpu()
     if a.ndim == 4:
         a = a[0]
-    a = (a.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    if rounding == "truncate":
+        a = np.clip(255.0 * a.numpy(), 0, 255).astype(np.uint8)
+    elif rounding == "round":
+        a = (a.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    else:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     return Image.fromarray(a[..., :3], "RGB")
@@ -171,4 +191,85 @@ def score_vs_nfe_plot(curves, width=640, height=400, title="best score vs search
     if baseline is not None:
         _dashed(d, x, x + 22, 36, (120, 120, 120))
         d.text((x + 27, 29), "no search (one sample)", fill=(0, 0, 0), font=font)
+    return img
+
+
+# -- general charts (the fidelity study's plots) ----------------------------------------------------------------
+
+def chart(series, title, xlabel, ylabel, logx=False, width=720, height=440, label_points=False):
+    """PIL chart of [{"name", "points": [(x, y)], "dashed"?, "line"?}]: lines (or labelled points) with a legend."""
+    pts = [p for s in series for p in s["points"] if p[1] is not None]
+    fx = (lambda v: math.log2(v)) if logx else (lambda v: v)
+    errs = [e for s in series for e in s.get("err", [])]
+    xs = [fx(p[0]) for p in pts]
+    ys = [p[1] for p in pts] + [p[1] + e for p, e in zip(pts, errs)] + [p[1] - e for p, e in zip(pts, errs)]
+    x_lo, x_hi = min(xs), max(xs)
+    y_lo, y_hi = min(ys), max(ys)
+    if x_hi - x_lo < 1e-9:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    if y_hi - y_lo < 1e-9:
+        y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
+    mx, my = (x_hi - x_lo) * 0.05, (y_hi - y_lo) * 0.08
+    x_lo, x_hi, y_lo, y_hi = x_lo - mx, x_hi + mx, y_lo - my, y_hi + my
+    L, R, T, B = 64, 190, 30, 46
+    img = Image.new("RGB", (width, height), "white")
+    d, font = ImageDraw.Draw(img), _font(12)
+    px = lambda v: L + (fx(v) - x_lo) / (x_hi - x_lo) * (width - L - R)
+    py = lambda v: height - B - (v - y_lo) / (y_hi - y_lo) * (height - T - B)
+    d.rectangle([L, T, width - R, height - B], outline=(160, 160, 160))
+    for k in range(5):
+        yv = y_lo + (y_hi - y_lo) * k / 4
+        d.line([L, py(yv), width - R, py(yv)], fill=(235, 235, 235))
+        d.text((4, py(yv) - 7), f"{yv:.3g}", fill=(60, 60, 60), font=font)
+    if logx:  # powers of two inside the range
+        ticks = [2.0 ** k for k in range(math.ceil(x_lo), math.floor(x_hi) + 1)]
+    else:
+        ticks = [x_lo + (x_hi - x_lo) * k / 4 for k in range(5)]
+    for t in ticks:
+        d.line([px(t), height - B, px(t), height - B + 4], fill=(120, 120, 120))
+        d.text((px(t) - 10, height - B + 6), str(int(t)) if logx else f"{t:.3g}", fill=(60, 60, 60), font=font)
+    d.text(((width - R) // 2 - 30, height - 18), xlabel + (" (log scale)" if logx else ""), fill=(0, 0, 0), font=font)
+    d.text((L, 8), title, fill=(0, 0, 0), font=font)
+    d.text((4, 14), ylabel, fill=(90, 90, 90), font=_font(10))
+    for k, s in enumerate(series):
+        col = s.get("color", PALETTE[k % len(PALETTE)])
+        p = [(px(x), py(y)) for x, y in s["points"] if y is not None]
+        if s.get("line", True) and len(p) > 1:
+            if s.get("dashed"):
+                for a, b in zip(p, p[1:]):
+                    n = max(1, int(math.dist(a, b) // 8))
+                    for j in range(0, n, 2):
+                        d.line([(a[0] + (b[0] - a[0]) * j / n, a[1] + (b[1] - a[1]) * j / n),
+                                (a[0] + (b[0] - a[0]) * (j + 1) / n, a[1] + (b[1] - a[1]) * (j + 1) / n)], fill=col, width=2)
+            else:
+                d.line(p, fill=col, width=2)
+        for j, q in enumerate(p):
+            if s.get("err"):
+                e = s["err"][j]
+                y0, y1 = py(s["points"][j][1] - e), py(s["points"][j][1] + e)
+                d.line([q[0], y0, q[0], y1], fill=col, width=1)
+                d.line([q[0] - 3, y0, q[0] + 3, y0], fill=col)
+                d.line([q[0] - 3, y1, q[0] + 3, y1], fill=col)
+            r = s.get("radius", 3)
+            d.ellipse([q[0] - r, q[1] - r, q[0] + r, q[1] + r], fill=col)
+            if label_points:
+                d.text((q[0] + 5, q[1] - 6), s["name"], fill=col, font=_font(10))
+        d.rectangle([width - R + 10, T + 4 + 16 * k, width - R + 20, T + 14 + 16 * k], fill=col)
+        d.text((width - R + 25, T + 2 + 16 * k), s["name"], fill=(0, 0, 0), font=font)
+    return img
+
+
+def image_rows(rows, title, cell=40, label_w=120):
+    """Rows of IMAGE batches ``{label: [N, H, W, C]}`` with a label each and a title, every image scaled to
+    ``cell`` pixels with nearest neighbour."""
+    cols = max(x.shape[0] for x in rows.values())
+    pad = 4
+    img = Image.new("RGB", (label_w + cols * (cell + pad) + pad, 28 + len(rows) * (cell + pad) + pad), "white")
+    d = ImageDraw.Draw(img)
+    d.text((pad, 6), title, fill=(0, 0, 0), font=_font(12))
+    for r, (name, x) in enumerate(rows.items()):
+        y0 = 28 + r * (cell + pad)
+        d.text((pad, y0 + cell // 2 - 7), name, fill=(0, 0, 0), font=_font(12))
+        for k, im in enumerate(x):
+            img.paste(to_pil(im).resize((cell, cell), Image.NEAREST), (label_w + pad + k * (cell + pad), y0))
     return img

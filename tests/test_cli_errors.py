@@ -1,5 +1,5 @@
 """A user's mistakes on the command line: one line ``noise-search: error: ...`` that names the input and what is
-valid, exit status 2 for a usage error and 1 for a runtime error, never a traceback (cli.py's EXIT_STATUS).
+valid, exit status 2 for a usage error and 1 for a runtime error, never a traceback (cli/__init__.py's EXIT_STATUS).
 
 Most cases run ``cli.main`` in-process (it raises SystemExit with the exit status, as argparse does); a few run
 ``python -m noise_search`` in a subprocess to see what a user sees, and what ``--help`` imports.
@@ -149,7 +149,7 @@ def test_weights_of_another_kind_are_a_runtime_error(digit_png, capsys):
 
 
 def test_an_unexpected_exception_is_reported_as_a_bug_with_the_debug_hint(tmp_path, monkeypatch, capsys):
-    from noise_search import demo
+    from noise_search.cli import demo
 
     def broken(args):
         raise KeyError("boom")
@@ -168,7 +168,7 @@ def test_score_loads_the_toy_classifier_file(digit_png, capsys):
     """toyworld/weights/classifier.safetensors was called corrupt: the classifier loader took every file for
     TorchScript. It is the toy world's own format and scores as the demo's verifier does."""
     from noise_search.toyworld.world import classifier_verifier
-    from noise_search.verifiers.cli import load_image
+    from noise_search.cli.score import load_image
 
     code, out, err = run_cli(score_args("--class-id", "3", digit_png), capsys)
     assert code == 0, err

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from noise_search.samplers.noise_space import EDM
 from noise_search.samplers.ode import heun_step, sample_heun, sampler_nfe, step_nfe
 from noise_search.samplers.schedules import karras_sigmas
+from noise_search.search.evaluate import LATENT
 from noise_search.search.noise import SeedRecipe, make_noise_batch
 from noise_search.search.paths import path_search
 from noise_search.search.random_search import random_search
@@ -48,7 +50,7 @@ def searches(chunk):
         "zero_order": zero_order_search(gen, score, SHAPE, seed=5, neighbours_per_iter=3, iterations=3, lam=0.9,
                                         nfe_per_candidate=NFE, chunk_size=chunk, top_k=4),
         "paths": path_search(den, score, SHAPE, SIGMAS, seed=5, paths=2, width=3, start_step=2, forward_steps=1,
-                             backward_steps=2, step_nfe=lambda a, b: step_nfe("heun", b), chunk_size=chunk, top_k=4),
+                             backward_steps=2, step_nfe=lambda a, b: step_nfe("heun", b), chunk_size=chunk, top_k=4, space=EDM),
     }
 
 
@@ -88,6 +90,8 @@ if "noise_search" not in sys.modules:
 import torch
 torch.set_num_threads(int(sys.argv[2]))
 from noise_search.toyworld.world import ToyWorld
+from noise_search.samplers.noise_space import EDM
+from noise_search.search.evaluate import LATENT
 from noise_search.search.paths import path_search
 from noise_search.search.random_search import random_search
 from noise_search.search.zero_order import zero_order_search
@@ -98,9 +102,9 @@ out = {
     "zero_order": zero_order_search(w.generate, w.score, w.shape, seed=17, neighbours_per_iter=2, iterations=2, lam=0.9,
                                     nfe_per_candidate=nfe, chunk_size=3, top_k=2),
     "paths": path_search(w.denoise, w.score, w.shape, w.sigmas, seed=17, paths=2, width=2, start_step=1, forward_steps=1,
-                         backward_steps=2, step_nfe=w.step_nfe, decode=w.decode, chunk_size=4, top_k=2),
+                         backward_steps=2, step_nfe=w.step_nfe, decode=w.decode, chunk_size=4, top_k=2, space=EDM),
 }
-print(json.dumps({k: {"result": r.to_dict(), "winner_latent": r.top_k_samples["latents"][0].flatten().tolist()} for k, r in out.items()}))
+print(json.dumps({k: {"result": r.to_dict(), "winner_latent": r.top_k_samples[LATENT][0].flatten().tolist()} for k, r in out.items()}))
 '''
 
 
@@ -132,7 +136,7 @@ def test_toy_world_same_chunk_size_is_bit_identical(world):
     run = lambda: random_search(world.generate, world.score, world.shape, seed=3, count=8, nfe_per_candidate=world.nfe_per_candidate,
                                 chunk_size=4, top_k=3)
     a, b = run(), run()
-    assert a.to_dict() == b.to_dict() and torch.equal(a.top_k_samples["latents"], b.top_k_samples["latents"])
+    assert a.to_dict() == b.to_dict() and torch.equal(a.top_k_samples[LATENT], b.top_k_samples[LATENT])
 
 
 def test_toy_world_chunk_size_one_reproduces_a_plain_batch_one_run(world):
@@ -140,9 +144,9 @@ def test_toy_world_chunk_size_one_reproduces_a_plain_batch_one_run(world):
     run with the winner's seed computes)."""
     r = random_search(world.generate, world.score, world.shape, seed=3, count=5, nfe_per_candidate=world.nfe_per_candidate,
                       chunk_size=1, top_k=5)
-    for c, lat in zip(r.top_k, r.top_k_samples["latents"]):
+    for c, lat in zip(r.top_k, r.top_k_samples[LATENT]):
         alone = world.sample(make_noise_batch([SeedRecipe(c.recipe.seed)], world.shape))
-        assert torch.equal(alone.extras["latents"][0], lat)
+        assert torch.equal(alone.extras[LATENT][0], lat)
         assert world.score(alone).item() == c.score
 
 

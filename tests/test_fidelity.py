@@ -1,4 +1,4 @@
-"""Paper-fidelity measurements (toyworld/fidelity.py) on a tiny configuration: JSON structure and invariants."""
+"""Paper-fidelity measurements (toyworld/fidelity/) on a tiny configuration: JSON structure and invariants."""
 
 import json
 
@@ -118,7 +118,7 @@ def test_f4_measures_a_student_when_one_is_committed(tmp_path, monkeypatch):
     from noise_search.toyworld import load
 
     load.save_weights(load.load_teacher(), tmp_path / "student.safetensors", "student", info={"args": {"t_mid": 1.0}})
-    monkeypatch.setattr(F, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(F.experiments, "WEIGHTS_DIR", tmp_path)  # where F4 looks for the student
     models = F.load_models()
     cfg = dict(TINY, f4_per_class=5, f4_teacher_steps=[10])
     f4 = F.f4_scm(cfg, models, F.Reference(models["classifier"]))

@@ -12,11 +12,11 @@ import json
 import time
 from pathlib import Path
 
-from .cli import UsageError, output_folder
+from . import UsageError, output_folder
 
-ALGORITHMS = ("random", "zero_order", "paths")
+ALGORITHMS = ("random", "zero_order", "paths")  # as toyworld/search.py runs them (not imported here: no torch for --help)
 DEFAULT_STEPS = {"teacher": 10, "student": 2}  # Heun-10 (19 NFE); the student was distilled for 2 steps
-PACK_ROOT = Path(__file__).resolve().parent
+PACK_ROOT = Path(__file__).resolve().parents[1]
 
 # Every file the demo writes into --out ("{}" = an algorithm): a new run removes the earlier run's, and only these.
 RUN_FILES = ("summary.json", "score_vs_nfe.png")
@@ -75,7 +75,7 @@ def _algorithms(args):
 
 def _check_args(args):
     """Validate every argument that needs no model, and fill in the generator's default --steps; -> algorithms."""
-    from .search.noise import MAX_SEED
+    from ..search.noise import MAX_SEED
 
     if not (0 <= args.digit <= 9):
         raise UsageError(f"--digit must be in [0, 9], got {args.digit}")
@@ -94,25 +94,17 @@ def _check_args(args):
     return _algorithms(args)
 
 
-def _paths_plan(world, args):
-    """Search over paths on the world's grid: the paper's SiT times (0.11, 0.78, 0.81) snapped to grid steps."""
-    from .samplers.schedules import sigma_to_rf_time
-    from .search.paths import steps_from_times
-
-    start, df, db = steps_from_times(world.sigmas, 0.11, 0.78, 0.81, sigma_to_rf_time)
-    return dict(paths=args.paths, start_step=start, forward_steps=df, backward_steps=db, step_nfe=world.step_nfe)
-
-
 def _min_budget(name, world, args):
     """(NFE, what it pays for): the smallest --budget with which algorithm ``name`` can run at all."""
-    from .search.paths import path_search_nfe
+    from ..search.paths import path_search_nfe
+    from ..toyworld.search import path_plan
 
     nfe = world.nfe_per_candidate
     if name == "random":
         return nfe, f"one candidate ({nfe} NFE: {args.generator}, {args.steps} steps)"
     if name == "zero_order":
         return args.neighbours * nfe, f"one zero-order iteration (--neighbours {args.neighbours} x {nfe} NFE)"
-    need = path_search_nfe(world.sigmas, width=1, **_paths_plan(world, args))
+    need = path_search_nfe(world.sigmas, width=1, paths=args.paths, step_nfe=world.step_nfe, **path_plan(world.sigmas))
     return need, f"one round of search over paths with --paths {args.paths} ({need} NFE)"
 
 
@@ -149,39 +141,25 @@ def _resume_inputs(args, algos):
 
 
 def _run_one(name, world, args, callbacks, resume_from=None):
-    from .search.paths import path_search, path_search_nfe
-    from .search.random_search import random_search
-    from .search.zero_order import zero_order_search
+    """One algorithm at --budget NFE. The grid shows --top-k candidates, or all an algorithm keeps when it keeps
+    fewer; search over paths takes as many re-noisings per path as the budget pays for (_check_budget made sure of one)."""
+    from ..toyworld.search import run_search
 
-    common = dict(chunk_size=args.chunk_size, cfg_multiplier=world.cfg_multiplier, **callbacks)
-    nfe = world.nfe_per_candidate
-    # the grid shows --top-k candidates, or all an algorithm keeps when it keeps fewer
-    if name == "random":
-        top_k = min(args.top_k, max(1, args.budget // nfe))
-        return random_search(world.generate, world.score, world.shape, seed=args.seed, budget=args.budget, nfe_per_candidate=nfe,
-                             top_k=top_k, resume_from=resume_from, **common)
-    if name == "zero_order":
-        n = max(1, args.neighbours)
-        top_k = min(args.top_k, max(1, args.budget // (n * nfe) * n))
-        return zero_order_search(world.generate, world.score, world.shape, seed=args.seed, neighbours_per_iter=args.neighbours,
-                                 lam=args.lam, budget=args.budget, nfe_per_candidate=nfe, top_k=top_k, resume_from=resume_from, **common)
-    kw = _paths_plan(world, args)
-    width = 1  # as many re-noisings per path as the budget pays for (_check_budget made sure of one)
-    while path_search_nfe(world.sigmas, width=width + 1, **kw) <= args.budget:
-        width += 1
-    return path_search(world.denoise, world.score, world.shape, world.sigmas, seed=args.seed, width=width,
-                       decode=world.decode, top_k=min(args.top_k, args.paths * width), **kw, **common)
+    return run_search(world, name, seed=args.seed, budget=args.budget, top_k=args.top_k, chunk_size=args.chunk_size,
+                      neighbours=args.neighbours, lam=args.lam, paths=args.paths, resume_from=resume_from, **callbacks)
 
 
 def _write_result(out, name, result):
     import torch
 
-    from .search.report import candidate_grid, candidate_label
+    from ..search.evaluate import LATENT
+    from ..search.report import candidate_grid, candidate_label
 
     top = result.top_k
     labels = [candidate_label(c.recipe) for c in top]
     candidate_grid(result.top_k_samples["samples"], [c.score for c in top], labels, winner=0).save(out / f"{name}_grid.png")
-    torch.save({"latents": result.top_k_samples["latents"][:1]}, out / f"{name}_winner.pt")
+    # the winner file keeps its own key, "latents", whatever the key inside the search
+    torch.save({"latents": result.top_k_samples[LATENT][:1]}, out / f"{name}_winner.pt")
 
 
 def _write_summary(out, summary):
@@ -192,7 +170,8 @@ def _load_partial(out, name):
     """The interrupted run of ``name`` in ``out`` (JSON + its top-K samples), or None when there is none."""
     import torch
 
-    from .search.result import SearchResult
+    from ..search.evaluate import LATENT
+    from ..search.result import SearchResult
 
     js, pt = out / f"{name}_interrupted.json", out / f"{name}_interrupted_topk.pt"
     if not js.exists():
@@ -201,7 +180,10 @@ def _load_partial(out, name):
     if not pt.exists():
         raise UsageError(f"--resume: {js} has no {pt.name} beside it (the top-K samples); run without --resume")
     try:
-        partial = SearchResult.from_dict(json.loads(js.read_text()), torch.load(pt, map_location="cpu", weights_only=True))
+        samples = torch.load(pt, map_location="cpu", weights_only=True)
+        if isinstance(samples, dict) and "latents" in samples and LATENT not in samples:  # saved before the key was LATENT
+            samples[LATENT] = samples.pop("latents")
+        partial = SearchResult.from_dict(json.loads(js.read_text()), samples)
     except (ValueError, OSError, RuntimeError) as err:
         raise UsageError(f"--resume: cannot read the interrupted {name} run in {out} ({err}); run without --resume") from err
     print(f"--resume: {name} continues after the {len(partial.history)} candidates scored in {js.name}")
@@ -237,10 +219,10 @@ def run(args):
     import torch
     from tqdm.auto import tqdm
 
-    from .search.candidates import Candidates
-    from .search.noise import SeedRecipe
-    from .search.report import score_vs_nfe_plot
-    from .toyworld.world import ToyWorld
+    from ..search.candidates import Candidates
+    from ..search.noise import SeedRecipe
+    from ..search.report import score_vs_nfe_plot
+    from ..toyworld.world import ToyWorld
 
     algos = _check_args(args)
     out = output_folder(args.out)

@@ -5,7 +5,7 @@ A thin layer over ``verifiers/weights.py``, which holds the manifest and does th
 the same functions). Default folder: ``<ComfyUI>/models/verifiers/<kind>`` when the pack is installed in ComfyUI's
 ``custom_nodes``, else ``./models/verifiers/<kind>``; ``--to DIR`` names the verifier's folder itself.
 
-Errors follow ``cli.py``: an unknown kind or a kind with nothing to download is a :class:`~cli.UsageError` (exit
+Errors follow ``cli/__init__.py``: an unknown kind or a kind with nothing to download is a :class:`~cli.UsageError` (exit
 status 2); offline mode, network, checksum and folder-check failures propagate as the pack's errors (exit status 1);
 each is one line on stderr.
 """
@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from .cli import UsageError
+from . import UsageError
 
 
 def add_parser(sub):
@@ -41,13 +41,13 @@ def add_parser(sub):
 
 
 def _root(args):
-    from .verifiers import weights as W
+    from ..verifiers import weights as W
 
     return os.path.abspath(os.path.expanduser(args.root)) if getattr(args, "root", None) else W.default_root()
 
 
 def _size(f):
-    from .verifiers import weights as W
+    from ..verifiers import weights as W
 
     if f["size"]:
         return W.human_size(f["size"])
@@ -55,7 +55,7 @@ def _size(f):
 
 
 def run_list(args, out=None):
-    from .verifiers import weights as W
+    from ..verifiers import weights as W
 
     out = out or sys.stdout
     root = _root(args)
@@ -84,7 +84,7 @@ def run_list(args, out=None):
 
 
 def run_get(args, out=None):
-    from .verifiers import weights as W
+    from ..verifiers import weights as W
 
     out = out or sys.stdout
     try:

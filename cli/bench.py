@@ -1,13 +1,13 @@
 """``python -m noise_search bench fidelity [--quick] [--out DIR]``: measure the papers' claims on the toy world.
 
 Prints the JSON report (F1 scaling, F2 diversity, F3 self-supervised verifier, F4 sCM, and each claim with
-its verdict) and writes it with the PNG plots to ``--out``. The measuring code is ``toyworld/fidelity.py``.
+its verdict) and writes it with the PNG plots to ``--out``. The measuring code is the ``toyworld/fidelity`` package.
 """
 
 import json
 import sys
 
-from .cli import UsageError, output_folder
+from . import UsageError, output_folder
 
 
 def add_parser(sub):
@@ -19,7 +19,7 @@ def add_parser(sub):
     f.add_argument("--parts", default="f1,f2,f3,f4", help="comma-separated subset of f1,f2,f3,f4 (default all)")
     f.add_argument("--merge", action="store_true", help="keep the other parts of an existing <out>/fidelity.json of the "
                                                          "same configuration (e.g. --parts f4 --merge once the student exists)")
-    f.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; see toyworld/fidelity.py)")
+    f.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; see toyworld/fidelity/__init__.py)")
     f.set_defaults(run=run_fidelity)
     return p
 
@@ -32,7 +32,7 @@ def run_fidelity(args):
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     output_folder(args.out)  # a bad --out fails now, not after minutes of measuring
-    from .toyworld import fidelity
+    from ..toyworld import fidelity
 
     report = fidelity.run_fidelity("quick" if args.quick else "full", out=args.out, parts=parts, threads=args.threads,
                                    merge=args.merge)

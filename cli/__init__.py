@@ -1,8 +1,9 @@
 """Command line: ``python -m noise_search demo | score | bench | weights``.
 
-Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``: it registers the
-subcommand's arguments and ``set_defaults(run=...)``. Only the module of the subcommand on the command line
-is imported, and the modules import torch inside ``run``, so ``--help`` answers at once.
+Each subcommand lives in its own module of this package (``cli/demo.py``, ``cli/score.py``, ``cli/bench.py``,
+``cli/weights.py``), which exposes ``add_parser(subparsers)``: it registers the subcommand's arguments and
+``set_defaults(run=...)``. Only the module of the subcommand on the command line is imported, and the modules
+import torch inside ``run``, so ``--help`` answers at once.
 
 Every failure ends the same way (``EXIT_STATUS``, shown in each ``--help``): one line
 ``noise-search: error: ...`` on stderr and exit status 2 for a usage error, 1 for a runtime error.
@@ -15,18 +16,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import PackError
+from ..errors import PackError
 
 PROG = "python -m noise_search"
 ERROR_PREFIX = "noise-search: error: "
 DEBUG_ENV = "NOISE_SEARCH_DEBUG"
 
-# name: (module that defines the subcommand, relative to the pack; its line in the command list)
+# name: (module that defines the subcommand, relative to this package; its line in the command list)
 COMMANDS = {
     "demo": (".demo", "search over noise on the embedded toy world (8x8 digits)"),
-    "score": (".verifiers.cli", "score images with a verifier (offline, local weights)"),
+    "score": (".score", "score images with a verifier (offline, local weights)"),
     "bench": (".bench", "measurements on the embedded toy world (paper fidelity)"),
-    "weights": (".weights_cli", "list the verifiers' published weights; 'weights get KIND' downloads them"),
+    "weights": (".weights", "list the verifiers' published weights; 'weights get KIND' downloads them"),
 }
 
 EXIT_STATUS = f"""\
@@ -158,6 +159,3 @@ def main(argv=None):
             raise
         fail(runtime_message(err), 1)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
