@@ -21,7 +21,8 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..search.evaluate import Batch, concat_batches
+from ..search.evaluate import LATENT, Batch, concat_batches
+from ..search.report import to_pil
 from ..samplers.noise_space import EDM, FLOW
 from ..samplers.schedules import EARLY_TIME, EARLY_TIME_TOLERANCE, early_prediction_call
 
@@ -148,9 +149,7 @@ class Progress:
         """Preview a decoded IMAGE row [H, W, C] (when previews are on)."""
         if self.previewer is None:
             return
-        from PIL import Image
-        a = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        self.preview = ("JPEG", Image.fromarray(a[..., :3] if a.shape[-1] >= 3 else a[..., 0]), latent_preview.MAX_PREVIEW_RESOLUTION)
+        self.preview = ("JPEG", to_pil(image), latent_preview.MAX_PREVIEW_RESOLUTION)
 
     def sampler_callback(self, step, x0, x, total_steps):
         """Per sampler step inside a chunk: refresh the preview; every step is an interruption point."""
@@ -258,7 +257,7 @@ class Generator:
                 raise RuntimeError("the sampler never reported the early x0 prediction the verifier needs")
             x0 = self.s.model.model.process_latent_out(store["early"].to(torch.float32))
             early = self.s.decode(x0.to(comfy.model_management.intermediate_device()))
-        return Batch(images, {"latent": samples.float().cpu()}, early), calls, rows
+        return Batch(images, {LATENT: samples.float().cpu()}, early), calls, rows
 
     def calibrate(self, candidate):
         """``candidate``: Candidates of one recipe. Returns the model calls one candidate costs."""
@@ -346,7 +345,7 @@ def run_inside_sampler(setup, body, callback=None):
 
         def decode(x0):
             lat = to_latent(x0)
-            return Batch(s.decode(lat), {"latent": lat.float().cpu()})
+            return Batch(s.decode(lat), {LATENT: lat.float().cpu()})
 
         t.denoise, t.prepare, t.renoise, t.decode, t.to_latent = denoise, prepare, noise_space(s.model).renoise, decode, to_latent
         t.calls = lambda: s.counter.calls

@@ -2,7 +2,7 @@
 
 from comfy_api.latest import io, ui
 
-from ..search.noise import SeedRecipe, check_seed
+from ..search.noise import MAX_SEED, SeedRecipe, check_seed
 from ..search.random_search import seed_pool
 from ..search.zero_order import neighbours
 from .types import NoisePool, NoisePoolType, PoolNoise, latent_shape
@@ -20,7 +20,7 @@ class NoiseCandidatePool(Node):
                         "in a plain KSampler with its seed). 'neighbourhood': the pivot seed's noise plus neighbours on the sphere "
                         "at cosine lambda to it. The NOISE output feeds SamplerCustomAdvanced to sample the whole pool as one batch.",
             inputs=[
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="First seed ('seeds') or the pivot seed ('neighbourhood')."),
                 io.Int.Input("count", default=4, min=1, max=4096, tooltip="Number of candidates in the pool."),
                 io.Combo.Input("mode", options=["seeds", "neighbourhood"], default="seeds",

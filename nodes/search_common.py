@@ -7,13 +7,14 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..search.candidates import Candidates
+from ..search.evaluate import LATENT
+from ..search.noise import MAX_SEED
 from . import memory, reporting
 from ..search.scoring import PooledScorer, condition_for, score_table
 from .comfy_adapters import Generator, Progress, SamplingSetup, resolve_sigmas
 from .types import VerifierType
 
 CATEGORY = "noise-search/search"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 NAMES = {"random": "Random Search", "zero_order": "Zero-Order Search", "paths": "Search over Paths"}
 
 
@@ -206,9 +207,9 @@ def finish(cls, ctx, result, render_recipe=None):
         raise
     if use_kept:
         i = kept[chosen.index]
-        latent, image = result.top_k_samples["latent"][i:i + 1], result.top_k_samples["samples"][i:i + 1]
+        latent, image = result.top_k_samples[LATENT][i:i + 1], result.top_k_samples["samples"][i:i + 1]
     else:
-        latent, image = batch.extras["latent"], batch.samples
+        latent, image = batch.extras[LATENT], batch.samples
 
     extra = ctx.extra()
     prov = reporting.provenance(result, extra, best.index, chosen.index if picked_by == "user" else None, picked_by)

@@ -3,8 +3,7 @@
 Framework-free (no ComfyUI import); weights load offline from local paths. ``available()`` lists the names,
 ``load_verifier(name, path, device='cpu', dtype=torch.float32, **opts)`` loads one.
 
-The names below are imported on first use (PEP 562), so ``import noise_search.verifiers.cli`` (``score --help``)
-does not import torch.
+The names below are imported on first use (PEP 562), so ``score --help`` (``cli/score.py``) does not import torch.
 """
 
 import importlib
