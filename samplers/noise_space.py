@@ -26,6 +26,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Union
+
+if TYPE_CHECKING:  # the types only: this module runs without torch
+    import torch
 
 __all__ = ["NoiseSpace", "EDM", "FLOW", "SPACES", "space_named", "edm_forward", "flow_forward", "forward_transition"]
 
@@ -37,7 +41,7 @@ def _levels(sigma_from, sigma_to):
     return a, b
 
 
-def edm_forward(x, sigma_from, sigma_to, noise):
+def edm_forward(x: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
     """EDM-type ``x0 + sigma * eps``: x at sigma_from -> a sample at sigma_to >= sigma_from."""
     a, b = _levels(sigma_from, sigma_to)
     if a == b:
@@ -45,7 +49,7 @@ def edm_forward(x, sigma_from, sigma_to, noise):
     return x + math.sqrt(b * b - a * a) * noise
 
 
-def flow_forward(x, sigma_from, sigma_to, noise):
+def flow_forward(x: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
     """Rectified-flow ``(1 - s) x0 + s eps``: x at s_from -> a sample at s_to >= s_from (both in [0, 1])."""
     a, b = _levels(sigma_from, sigma_to)
     if b > 1.0:
@@ -62,7 +66,7 @@ class NoiseSpace:
 
     name: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.name not in ("edm", "flow"):
             raise ValueError(f"noise space must be one of {SPACES}, got {self.name!r}")
 
@@ -70,27 +74,27 @@ class NoiseSpace:
     def is_flow(self) -> bool:
         return self.name == "flow"
 
-    def initial(self, noise, sigma):
+    def initial(self, noise: torch.Tensor, sigma: float) -> torch.Tensor:
         """The start of sampling from pure noise at ``sigma`` (EDM: sigma * noise; flow: s * noise, the zero image's
         (1 - s) * 0 + s * noise)."""
         return noise * float(sigma)
 
-    def renoise(self, x, sigma_from, sigma_to, noise):
+    def renoise(self, x: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
         """The exact forward transition from ``sigma_from`` up to ``sigma_to``."""
         return (flow_forward if self.is_flow else edm_forward)(x, sigma_from, sigma_to, noise)
 
-    def resample(self, x0, sigma, noise):
+    def resample(self, x0: torch.Tensor, sigma: Union[float, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
         """A fresh sample at ``sigma`` around the clean ``x0``."""
         return (1 - sigma) * x0 + sigma * noise if self.is_flow else x0 + sigma * noise
 
-    def to_time(self, sigma) -> float:
+    def to_time(self, sigma: float) -> float:
         """SiT / rectified-flow time (0 = data, 1 = noise) of a sigma of this space."""
         s = float(sigma)
         if self.is_flow:
             return s
         return 1.0 if math.isinf(s) else s / (1.0 + s)
 
-    def from_time(self, t) -> float:
+    def from_time(self, t: float) -> float:
         """The sigma of this space at SiT time ``t`` (EDM needs t < 1: sigma = t / (1 - t))."""
         t = float(t)
         if not 0.0 <= t <= 1.0 or (not self.is_flow and t == 1.0):
@@ -110,6 +114,6 @@ def space_named(name: str) -> NoiseSpace:
     return FLOW if name == "flow" else EDM
 
 
-def forward_transition(space):
+def forward_transition(space: Union[str, NoiseSpace]) -> Callable[[torch.Tensor, float, float, torch.Tensor], torch.Tensor]:
     """The exact re-noising callable ``(x, sigma_from, sigma_to, noise) -> x`` of ``space`` (a name or a NoiseSpace)."""
     return (space if isinstance(space, NoiseSpace) else space_named(space)).renoise

@@ -1,6 +1,9 @@
 """Sigma schedules (EDM / Karras et al. 2022) for k-diffusion-style samplers."""
 
+from __future__ import annotations
+
 import math
+from typing import Sequence, Union
 
 import torch
 
@@ -10,11 +13,12 @@ __all__ = ['append_zero', 'karras_sigmas', 'check_sigmas', 'sigma_to_rf_time', '
            'EARLY_TIME_TOLERANCE', 'early_prediction_call']
 
 
-def append_zero(sigmas):
+def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
-def karras_sigmas(n, sigma_min, sigma_max, rho=7.0, device="cpu"):
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
+                  device: Union[str, torch.device] = "cpu") -> torch.Tensor:
     """EDM's rho-spaced grid of ``n`` sigmas from sigma_max to sigma_min, plus a final 0 (Karras 2022, Eq. 5)."""
     if int(n) != n or n < 1:
         raise ValueError(f"steps must be an integer >= 1, got {n!r}")
@@ -28,7 +32,7 @@ def karras_sigmas(n, sigma_min, sigma_max, rho=7.0, device="cpu"):
     return append_zero(sigmas).to(torch.float32).to(device)
 
 
-def check_sigmas(sigmas, name="sigmas"):
+def check_sigmas(sigmas: torch.Tensor, name: str = "sigmas") -> torch.Tensor:
     """Raise a clear error unless ``sigmas`` is a 1-D, non-increasing, non-negative grid of >= 2 points."""
     if not torch.is_tensor(sigmas) or sigmas.ndim != 1 or sigmas.numel() < 2:
         raise ValueError(f"{name} must be a 1-D tensor of at least 2 sigmas (steps + 1), got {getattr(sigmas, 'shape', sigmas)!r}")
@@ -39,12 +43,12 @@ def check_sigmas(sigmas, name="sigmas"):
     return sigmas
 
 
-def sigma_to_rf_time(sigma):
+def sigma_to_rf_time(sigma: float) -> float:
     """EDM sigma (x = x0 + sigma*eps) -> rectified-flow / SiT time s in [0, 1] (0 = data): ``EDM.to_time``."""
     return EDM.to_time(sigma)
 
 
-def rf_time_to_sigma(s):
+def rf_time_to_sigma(s: float) -> float:
     """Rectified-flow / SiT time s in [0, 1) -> EDM sigma = s / (1 - s): ``EDM.from_time``."""
     return EDM.from_time(s)
 
@@ -53,7 +57,8 @@ EARLY_TIME = 0.4  # Ma, Tong et al. 2025, Sec. 3.1: the self-supervised verifier
 EARLY_TIME_TOLERANCE = 0.1
 
 
-def early_prediction_call(call_times, target=EARLY_TIME, rule="nearest", allow_last=False):
+def early_prediction_call(call_times: Sequence[float], target: float = EARLY_TIME, rule: str = "nearest",
+                          allow_last: bool = False) -> tuple[int, float]:
     """Which model call's x0 prediction the self-supervised verifier compares with the final sample.
 
     ``call_times``: the SiT / rectified-flow time (0 = data, 1 = noise) of each model call of one sampling run,

@@ -35,12 +35,18 @@ by the paper); intermediate times ``T_MIDS_SCM``: 2 steps 1.1 (the paper's value
 and SANA-Sprint's (t_max = pi/2, t_mid = 1.3) are given as constants to pass explicitly.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import trange
 
 from .trigflow import SIGMA_DATA
+
+if TYPE_CHECKING:  # the types only
+    from .noise_space import NoiseSpace
 
 __all__ = ['MAX_STEPS', 'SIGMA_MAX', 'T_MIDS_SCM', 'T_MIDS_RCM', 'SANA_SPRINT_T_MAX', 'SANA_SPRINT_T_MID', 'SPACES',
            'DEFAULT_SIGMA_DATA', 'default_noise_sampler', 'model_sampling_renoise', 'sample_scm', 'check_steps',
@@ -58,7 +64,7 @@ DEFAULT_SIGMA_DATA = {"edm": SIGMA_DATA, "ve": SIGMA_DATA, "discrete": SIGMA_DAT
 
 # --------------------------------------------------------------------------- noise and re-noising
 
-def default_noise_sampler(x, seed=None):
+def default_noise_sampler(x: torch.Tensor, seed: Optional[int] = None) -> Callable[..., torch.Tensor]:
     """k-diffusion's default: one generator seeded with ``seed`` feeds every draw (``torch.randn_like`` semantics
     without a seed), so a seeded run is reproducible and the i-th re-noising uses the i-th draw."""
     generator = None
@@ -68,7 +74,7 @@ def default_noise_sampler(x, seed=None):
     return lambda sigma, sigma_next: torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device, generator=generator)
 
 
-def model_sampling_renoise(model_sampling):
+def model_sampling_renoise(model_sampling: Any) -> Callable[..., torch.Tensor]:
     """Re-noising through a host object's ``noise_scaling(sigma, noise, latent)`` (ComfyUI's model_sampling), as ``sample_lcm`` does."""
     def renoise(denoised, sigma_next, noise):
         return model_sampling.noise_scaling(sigma_next, noise, denoised)
@@ -78,7 +84,10 @@ def model_sampling_renoise(model_sampling):
 # --------------------------------------------------------------------------- sampler
 
 @torch.no_grad()
-def sample_scm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None, renoise=None, space=None):
+def sample_scm(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: Union[torch.Tensor, Sequence[float]],
+               extra_args: Optional[dict] = None, callback: Optional[Callable[[dict], Any]] = None,
+               disable: Optional[bool] = None, noise_sampler: Optional[Callable[..., torch.Tensor]] = None,
+               renoise: Optional[Callable[..., torch.Tensor]] = None, space: Optional[NoiseSpace] = None) -> torch.Tensor:
     """Multistep consistency sampling (sCM, Lu & Song 2024, Sec. 2 and Algorithm 1's sampler) with noise re-injection
     between steps.
 
@@ -133,7 +142,7 @@ def _check_float(value, name, lo=None, hi=None, lo_open=True, hi_open=True):
     return v
 
 
-def check_steps(steps):
+def check_steps(steps: Union[int, float]) -> int:
     integral = isinstance(steps, int) or (isinstance(steps, float) and steps.is_integer())
     if isinstance(steps, bool) or not integral:
         raise ValueError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
@@ -143,7 +152,9 @@ def check_steps(steps):
     return steps
 
 
-def scm_times(steps, sigma_data=SIGMA_DATA, t_max=None, t_mid=None, sigma_max=SIGMA_MAX):
+def scm_times(steps: int, sigma_data: float = SIGMA_DATA, t_max: Optional[float] = None,
+              t_mid: Optional[Union[float, Sequence[float], torch.Tensor]] = None,
+              sigma_max: float = SIGMA_MAX) -> torch.Tensor:
     """TrigFlow times [t_max, t_1, ..., t_{steps-1}, 0] (float64) for a ``steps``-step sCM sampler.
 
     ``t_max`` defaults to atan(sigma_max / sigma_data) (a value up to 1e-5 above pi/2, such as SANA-Sprint's
@@ -175,14 +186,16 @@ def scm_times(steps, sigma_data=SIGMA_DATA, t_max=None, t_mid=None, sigma_max=SI
     return torch.tensor(ts + [0.0], dtype=torch.float64)
 
 
-def space_sigma_data(space, sigma_data=None):
+def space_sigma_data(space: str, sigma_data: Optional[float] = None) -> float:
     """``sigma_data`` as given (checked > 0), or the usual value of ``space`` when None (module docstring)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     return DEFAULT_SIGMA_DATA[space] if sigma_data is None else _check_float(sigma_data, "sigma_data", 0, None)
 
 
-def times_to_sigmas(times, space="edm", sigma_data=None, model_sigmas=None, discrete="nearest"):
+def times_to_sigmas(times: Union[torch.Tensor, Sequence[float]], space: str = "edm", sigma_data: Optional[float] = None,
+                    model_sigmas: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+                    discrete: str = "nearest") -> torch.Tensor:
     """TrigFlow times -> sigmas in a host's space (see the module docstring); t = 0 maps to 0."""
     times = torch.as_tensor(times, dtype=torch.float64)
     sigma_data = space_sigma_data(space, sigma_data)
@@ -217,8 +230,11 @@ def times_to_sigmas(times, space="edm", sigma_data=None, model_sigmas=None, disc
     return out
 
 
-def scm_sigmas(steps, sigma_data=None, t_max=None, t_mid=None, sigma_max=SIGMA_MAX, space="edm",
-               model_sigmas=None, discrete="nearest", dtype=torch.float32, device="cpu"):
+def scm_sigmas(steps: int, sigma_data: Optional[float] = None, t_max: Optional[float] = None,
+               t_mid: Optional[Union[float, Sequence[float], torch.Tensor]] = None, sigma_max: float = SIGMA_MAX,
+               space: str = "edm", model_sigmas: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+               discrete: str = "nearest", dtype: torch.dtype = torch.float32,
+               device: Union[str, torch.device] = "cpu") -> torch.Tensor:
     """Sigmas (steps + 1 values ending in 0) for :func:`sample_scm` in the host's own sigma space.
 
     ``sigma_data=None``: the space's usual value for the map (module docstring); the default t_max is then the

@@ -27,7 +27,7 @@ class Candidates:
     shape: tuple
     _noise: list = field(default_factory=list, repr=False, compare=False)  # the noise, made once on first use
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "recipes", tuple(self.recipes))
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
 

@@ -6,13 +6,20 @@ its memory is bounded by the chunk plus the top-K kept. An out-of-memory error h
 and the search goes on.
 """
 
+from __future__ import annotations
+
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
 from .candidates import Candidates
 from .result import Candidate, SearchResult, rank_key
+
+if TYPE_CHECKING:  # the types only
+    from .noise import Recipe
+    from .protocols import Generate, OnInterrupt, OnScored, OnStep, Score
 
 __all__ = ['LATENT', 'Batch', 'as_batch', 'call_score', 'check_positive_int', 'DEFAULT_TOP_K', 'resolve_top_k',
            'check_shape', 'is_oom', 'Evaluator', 'merge_rows', 'concat_batches', 'run_guarded', 'plan_count']
@@ -30,19 +37,19 @@ class Batch:
     extras: dict = field(default_factory=dict)
     early: torch.Tensor = None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.samples.shape[0]
 
-    def select(self, idx):
+    def select(self, idx: Union[Sequence[int], torch.Tensor]) -> Batch:
         idx = torch.as_tensor(idx, dtype=torch.long)
         ex = {k: v[idx] for k, v in self.extras.items()}
         return Batch(self.samples[idx], ex, None if self.early is None else self.early[idx])
 
-    def tensors(self):
+    def tensors(self) -> dict[str, torch.Tensor]:
         return {"samples": self.samples, **self.extras}
 
 
-def as_batch(out):
+def as_batch(out: Union[Batch, torch.Tensor]) -> Batch:
     if isinstance(out, Batch):
         return out
     if torch.is_tensor(out):
@@ -50,7 +57,7 @@ def as_batch(out):
     raise TypeError(f"generate() must return a tensor or a Batch, got {type(out).__name__}")
 
 
-def call_score(score, batch):
+def call_score(score: Score, batch: Batch) -> torch.Tensor:
     """Call ``score(batch)`` and check it returns one finite float per candidate."""
     s = score(batch)
     s = torch.as_tensor(s).detach().to("cpu", torch.float64).flatten()
@@ -62,7 +69,7 @@ def call_score(score, batch):
     return s
 
 
-def check_positive_int(value, name, minimum=1):
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int,)) and not (hasattr(value, "__index__")):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if int(value) < minimum:
@@ -73,7 +80,7 @@ def check_positive_int(value, name, minimum=1):
 DEFAULT_TOP_K = 4
 
 
-def resolve_top_k(top_k, total, what):
+def resolve_top_k(top_k: Optional[int], total: int, what: str) -> int:
     """The top-K kept: ``None`` keeps up to DEFAULT_TOP_K; an explicit ``top_k`` must be in [1, total]
     (asking to keep more candidates than the search scores is an error, not a silent clamp)."""
     if top_k is None:
@@ -85,7 +92,7 @@ def resolve_top_k(top_k, total, what):
     return top_k
 
 
-def check_shape(shape):
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """One candidate's latent shape: a tuple of positive ints with batch 1, e.g. (1, 4, 64, 64)."""
     try:
         shape = tuple(int(d) for d in shape)
@@ -96,15 +103,17 @@ def check_shape(shape):
     return shape
 
 
-def is_oom(err):
+def is_oom(err: BaseException) -> bool:
     return isinstance(err, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in str(err).lower()
 
 
 class Evaluator:
     """Runs generate+score over recipes in chunks and keeps the history, the NFE count and the top-K samples."""
 
-    def __init__(self, algorithm, params, shape, generate, score, *, nfe_per_candidate, chunk_size=8, top_k=4,
-                 cfg_multiplier=1, on_step=None, on_scored=None, resume_from=None):
+    def __init__(self, algorithm: str, params: dict, shape: Sequence[int], generate: Optional[Generate],
+                 score: Optional[Score], *, nfe_per_candidate: int, chunk_size: int = 8, top_k: int = 4,
+                 cfg_multiplier: int = 1, on_step: Optional[OnStep] = None, on_scored: Optional[OnScored] = None,
+                 resume_from: Optional[SearchResult] = None) -> None:
         self.shape = check_shape(shape)
         self.generate, self.score = generate, score
         self.nfe_per_candidate = check_positive_int(nfe_per_candidate, "nfe_per_candidate")
@@ -152,10 +161,11 @@ class Evaluator:
         self._resumed = self.result.resumed = len(partial.history)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def add_nfe(self, n):
+    def add_nfe(self, n: int) -> None:
         self.result.nfe += int(n)
 
-    def record(self, recipes, scores, batch, round=0, per_candidate_nfe=None, keep=True):
+    def record(self, recipes: Sequence[Recipe], scores: Union[torch.Tensor, Sequence[float]], batch: Batch, round: int = 0,
+               per_candidate_nfe: Optional[int] = None, keep: bool = True) -> list[Candidate]:
         """Append scored candidates to the history; merge them into the top-K unless ``keep`` is False
         (intermediate x0 predictions of search over paths are scored but are not final samples)."""
         per = self.nfe_per_candidate if per_candidate_nfe is None else per_candidate_nfe
@@ -185,13 +195,13 @@ class Evaluator:
             self.on_scored(cands, self.result)
         return cands
 
-    def step(self, n=1):
+    def step(self, n: int = 1) -> None:
         self.progress_done += n
         if self.on_step is not None:
             self.on_step(min(self.progress_done, self.progress_total), self.progress_total)
 
     # -- evaluation ------------------------------------------------------------------------
-    def evaluate(self, recipes, round=0):
+    def evaluate(self, recipes: Sequence[Recipe], round: int = 0) -> list[Candidate]:
         """Generate and score ``recipes`` chunk by chunk; returns their Candidates in order."""
         out, i, chunk = [], 0, self.chunk_size
         while i < len(recipes):
@@ -223,7 +233,7 @@ class Evaluator:
             self.step(len(part))
         return out
 
-    def chunks(self, items, compute):
+    def chunks(self, items: Sequence[Any], compute: Callable[[Sequence[Any]], Any]) -> Iterator[tuple[Sequence[Any], Any]]:
         """Yield ``(part, compute(part))`` over ``items``, ``chunk_size`` at a time; an out-of-memory error in
         ``compute`` halves the chunk and retries it, as ``evaluate`` does (search over paths batches this way).
         ``compute`` must have no side effects: the caller records each part after it is yielded."""
@@ -241,12 +251,12 @@ class Evaluator:
             del out  # not alive while the next chunk is computed
             i += len(part)
 
-    def finish(self):
+    def finish(self) -> SearchResult:
         self.result.completed = True
         return self.result
 
 
-def merge_rows(old, new, order, n_old):
+def merge_rows(old: Batch, new: Batch, order: Sequence[int], n_old: int) -> Batch:
     """The Batch whose row j is row ``order[j]`` of ``old`` (indices < n_old) or of ``new`` (index - n_old), built
     row by row into one fresh tensor per field: no concatenated K + chunk intermediate."""
     def take(a, b):
@@ -260,13 +270,13 @@ def merge_rows(old, new, order, n_old):
                  take(old.early, new.early))
 
 
-def concat_batches(a, b):
+def concat_batches(a: Batch, b: Batch) -> Batch:
     ex = {k: torch.cat([a.extras[k], b.extras[k]]) for k in a.extras}
     early = None if a.early is None or b.early is None else torch.cat([a.early, b.early])
     return Batch(torch.cat([a.samples, b.samples]), ex, early)
 
 
-def run_guarded(ev, body, on_interrupt=None):
+def run_guarded(ev: Evaluator, body: Callable[[], Any], on_interrupt: Optional[OnInterrupt] = None) -> SearchResult:
     """Run ``body()``; if anything escapes (cancel, Ctrl-C, an error), hand the partial result to
     ``on_interrupt`` first so the best so far is never lost, then re-raise."""
     try:
@@ -285,7 +295,7 @@ def run_guarded(ev, body, on_interrupt=None):
     return ev.finish()
 
 
-def plan_count(count, budget, nfe_per_candidate, what="count"):
+def plan_count(count: Optional[int], budget: Optional[int], nfe_per_candidate: int, what: str = "count") -> int:
     """Resolve a candidate count against an NFE budget (either may be None, not both)."""
     if count is None and budget is None:
         raise ValueError(f"give {what} (an integer >= 1) or an NFE budget (an integer >= {nfe_per_candidate}, the NFE of one candidate)")

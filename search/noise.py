@@ -8,28 +8,31 @@ derived seed, so a neighbour is reproducible too. Path candidates record their p
 the seed of the noise injected when re-noising.
 """
 
+from __future__ import annotations
+
 import hashlib
 import math
 import operator
 import weakref
 from dataclasses import InitVar, asdict, dataclass, field
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
 __all__ = ['MAX_SEED', 'derive_seed', 'check_seed', 'seed_noise', 'sphere_neighbour', 'SeedRecipe', 'Chained',
-           'NeighbourRecipe', 'PathRecipe', 'LINKS', 'RECIPE_FIELDS', 'lineage', 'own_dict', 'recipe_to_dict',
+           'NeighbourRecipe', 'PathRecipe', 'Recipe', 'LINKS', 'RECIPE_FIELDS', 'lineage', 'own_dict', 'recipe_to_dict',
            'recipe_kind', 'chain_dicts', 'recipe_from_dict', 'make_noise_batch']
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
-def derive_seed(*parts):
+def derive_seed(*parts: int) -> int:
     """A 63-bit seed derived from ``parts`` (stable across runs, platforms and Python versions)."""
     h = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") & 0x7FFFFFFFFFFFFFFF
 
 
-def check_seed(seed, name="seed"):
+def check_seed(seed: Any, name: str = "seed") -> int:
     try:
         ok = not isinstance(seed, (bool, str, bytes)) and int(seed) == seed and 0 <= int(seed) <= MAX_SEED
     except (TypeError, ValueError, OverflowError):  # None, NaN, inf, objects with no int()
@@ -39,13 +42,13 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
-def seed_noise(seed, shape, dtype=torch.float32):
+def seed_noise(seed: int, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """ComfyUI ``prepare_noise`` for one candidate: ``torch.randn(shape)`` from a CPU generator seeded with ``seed``."""
     g = torch.Generator(device="cpu").manual_seed(check_seed(seed))
     return torch.randn(tuple(shape), generator=g, dtype=torch.float32, device="cpu").to(dtype)
 
 
-def sphere_neighbour(pivot, direction, lam):
+def sphere_neighbour(pivot: torch.Tensor, direction: torch.Tensor, lam: float) -> torch.Tensor:
     """The point at cosine ``lam`` to ``pivot`` on the sphere of radius ||pivot||, towards ``direction``.
 
     Computed in float64 over all elements: y = r (lam u + sqrt(1 - lam^2) w), u = pivot / r,
@@ -75,20 +78,20 @@ class SeedRecipe:
     seed: int
     kind: str = field(default="seed", init=False)
 
-    def make(self, shape):
+    def make(self, shape: Sequence[int]) -> torch.Tensor:
         return seed_noise(self.seed, shape)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"seed {self.seed}"
 
     @property
-    def sampler_seed(self):
+    def sampler_seed(self) -> int:
         """The seed of the fresh noise a stochastic sampler draws for this candidate: its own seed, so it
         reproduces in a plain KSampler / SamplerCustomAdvanced with that seed."""
         return self.seed
 
     @property
-    def key(self):
+    def key(self) -> int:
         """A stable 63-bit identity of the recipe (same across runs, processes and platforms)."""
         return derive_seed(0, self.seed)
 
@@ -107,11 +110,11 @@ class Chained:
     LINK = ""
     OWN = ()  # the fields besides the link (and the kind)
 
-    def __init_subclass__(cls, **kw):
+    def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         cls._get_own = operator.attrgetter(*cls.OWN)  # a tuple (OWN has several fields); cheap, as own() runs per link
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         src = self.source
         same = type(src) is type(self)
         object.__setattr__(self, "depth", src.depth + 1 if same else 1)
@@ -122,21 +125,21 @@ class Chained:
         object.__setattr__(self, "key", int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF)
 
     @property
-    def sampler_seed(self):
+    def sampler_seed(self) -> int:
         """The seed of the fresh noise a stochastic sampler draws for this candidate: its stable ``key``."""
         return self.key
 
     @property
-    def source(self):
+    def source(self) -> Recipe:
         return getattr(self, self.LINK)
 
-    def own(self):
+    def own(self) -> tuple:
         return self._get_own(self)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return self._hash
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         a, b = self, other
@@ -148,7 +151,7 @@ class Chained:
             a, b = a.source, b.source
         return a == b
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         src = self.source
         if isinstance(src, Chained):  # bounded: the source chain is summarised, not printed
             src = f"<{type(src).__name__} {src.depth} deep from {src.origin!r}>"
@@ -157,7 +160,7 @@ class Chained:
         own = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.OWN)
         return f"{type(self).__name__}({self.LINK}={src}, {own})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple:
         """Pickle and deepcopy through the flat dict form: the default nests one call per link."""
         return recipe_from_dict, (recipe_to_dict(self),)
 
@@ -184,20 +187,20 @@ class NeighbourRecipe(Chained):
     LINK = "pivot"
     OWN = ("iteration", "index", "lam", "seed")
 
-    def __post_init__(self, pivot_noise):
+    def __post_init__(self, pivot_noise: Optional[torch.Tensor]) -> None:
         super().__post_init__()
         object.__setattr__(self, "_pivot_noise", None if pivot_noise is None else weakref.ref(pivot_noise))
 
-    def from_pivot(self, pivot_noise):
+    def from_pivot(self, pivot_noise: torch.Tensor) -> torch.Tensor:
         """This neighbour's noise from its pivot's: the one step every link of a chain takes."""
         return sphere_neighbour(pivot_noise, seed_noise(self.seed, pivot_noise.shape), self.lam)
 
-    def lent_pivot_noise(self, shape):
+    def lent_pivot_noise(self, shape: Sequence[int]) -> Optional[torch.Tensor]:
         """The pivot noise lent at construction, while its holder keeps it and it has this shape; else None."""
         noise = None if self._pivot_noise is None else self._pivot_noise()
         return noise if noise is not None and tuple(noise.shape) == tuple(shape) else None
 
-    def make(self, shape):
+    def make(self, shape: Sequence[int]) -> torch.Tensor:
         """Walk down to the nearest link whose pivot noise is at hand (lent, or the origin's, made afresh),
         then step back up link by link: iterative at any depth, and the same steps as during the search."""
         links, r, noise = [], self, None
@@ -211,7 +214,7 @@ class NeighbourRecipe(Chained):
             noise = link.from_pivot(noise)
         return noise
 
-    def describe(self):
+    def describe(self) -> str:
         """Bounded at any depth (the nodes show it for every candidate): a pivot that is itself a neighbour is
         summarised by how many neighbour steps it lies from the recipe its chain started at."""
         p = self.pivot
@@ -239,16 +242,16 @@ class PathRecipe(Chained):
     LINK = "parent"
     OWN = ("step", "index", "seed")
 
-    def make(self, shape):
+    def make(self, shape: Sequence[int]) -> torch.Tensor:
         return seed_noise(self.seed, shape)
 
-    def root(self):
+    def root(self) -> Recipe:
         r = self.parent
         while isinstance(r, PathRecipe):
             r = r.parent
         return r
 
-    def chain(self):
+    def chain(self) -> list[PathRecipe]:
         """The branch points from the root outwards."""
         out, r = [], self
         while isinstance(r, PathRecipe):
@@ -256,15 +259,17 @@ class PathRecipe(Chained):
             r = r.parent
         return out[::-1]
 
-    def describe(self):
+    def describe(self) -> str:
         return f"path from ({self.root().describe()}) re-noised at steps {[c.step for c in self.chain()]}"
 
+
+Recipe = Union[SeedRecipe, NeighbourRecipe, PathRecipe]  # any candidate's recipe (the type of a ``recipes`` entry)
 
 LINKS = {cls.kind: cls.LINK for cls in (NeighbourRecipe, PathRecipe)}  # kind -> the field naming its source
 RECIPE_FIELDS = {"seed": ("seed",), **{cls.kind: (cls.LINK, *cls.OWN) for cls in (NeighbourRecipe, PathRecipe)}}
 
 
-def lineage(recipe):
+def lineage(recipe: Recipe) -> list[Recipe]:
     """``recipe`` and the recipes it is made from, root first, each made from the one before it."""
     out = [recipe]
     while isinstance(out[-1], Chained):
@@ -272,14 +277,14 @@ def lineage(recipe):
     return out[::-1]
 
 
-def own_dict(recipe):
+def own_dict(recipe: Recipe) -> dict:
     """A recipe's fields without its link (its pivot / parent), as in a ``lineage`` entry."""
     if isinstance(recipe, Chained):
         return {"kind": recipe.kind, **dict(zip(recipe.OWN, recipe.own()))}
     return asdict(recipe)
 
 
-def recipe_to_dict(recipe):
+def recipe_to_dict(recipe: Recipe) -> dict:
     """A JSON-able dict; a chained recipe is flat: its own fields plus ``lineage``, the recipes it is made
     from (root first, each entry made from the one before it, entries without their pivot / parent), so a
     recipe 10,000 links deep needs no recursion here, in ``json`` or in ``recipe_from_dict``."""
@@ -288,7 +293,7 @@ def recipe_to_dict(recipe):
     return {**own_dict(recipe), "lineage": [own_dict(r) for r in lineage(recipe)[:-1]]}
 
 
-def recipe_kind(d):
+def recipe_kind(d: Any) -> str:
     if not isinstance(d, dict):
         raise ValueError(f"a recipe must be a dict with a 'kind' ('seed', 'neighbour' or 'path'), got {type(d).__name__}: {d!r}")
     kind = d.get("kind")
@@ -297,7 +302,7 @@ def recipe_kind(d):
     return kind
 
 
-def chain_dicts(d):
+def chain_dicts(d: dict) -> list[dict]:
     """The dicts of the recipes ``d`` is made of, root first: from ``lineage`` (``recipe_to_dict``), or by
     descending the nested form that earlier versions wrote (each pivot / parent inside its child)."""
     if recipe_kind(d) in LINKS and "lineage" in d:
@@ -312,7 +317,7 @@ def chain_dicts(d):
         out.append(out[-1][link])
 
 
-def recipe_from_dict(d, source=None):
+def recipe_from_dict(d: dict, source: Optional[Recipe] = None) -> Recipe:
     """The inverse of ``recipe_to_dict`` (which also reads the nested form): built link by link from the root.
 
     ``source``: the recipe ``d`` is made from, when ``d`` holds only its own fields (a search result writes a
@@ -336,7 +341,7 @@ def recipe_from_dict(d, source=None):
     return recipe
 
 
-def make_noise_batch(recipes, shape):
+def make_noise_batch(recipes: Sequence[Recipe], shape: Sequence[int]) -> torch.Tensor:
     """Noise for ``recipes`` stacked on the batch dimension; ``shape`` is one candidate's latent shape (batch 1)."""
     if len(recipes) == 0:
         raise ValueError("the candidate pool is empty: give at least one recipe to make noise for")

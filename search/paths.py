@@ -12,6 +12,10 @@ sigma_from, sigma_to)`` makes one solver step and costs ``step_nfe(sigma_from, s
 model calls per sample.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
+
 import torch
 
 from .candidates import Candidates
@@ -21,10 +25,18 @@ from .population import CallableStepper, Population, span_nfe
 from .random_search import seed_pool
 from .result import rank_key
 
+if TYPE_CHECKING:  # the types only
+    from ..samplers.noise_space import NoiseSpace
+    from .evaluate import Batch
+    from .noise import Recipe
+    from .protocols import Denoise, OnInterrupt, OnScored, OnStep, Renoise, Score
+    from .result import SearchResult
+
 __all__ = ['check_path_params', 'path_search', 'path_rounds', 'replay', 'steps_from_times', 'path_search_nfe']
 
 
-def check_path_params(sigmas, start_step, forward_steps, backward_steps):
+def check_path_params(sigmas: Sequence[float], start_step: int, forward_steps: int,
+                      backward_steps: int) -> tuple[int, int, int]:
     bad = [s for s in sigmas if not (s >= 0 and s != float("inf"))]
     if len(sigmas) < 2 or bad or any(b > a for a, b in zip(sigmas, sigmas[1:])):
         raise ValueError(f"sigmas must be a non-increasing grid of >= 2 finite sigmas >= 0 (steps + 1, ending in 0), got {sigmas}")
@@ -39,9 +51,13 @@ def check_path_params(sigmas, start_step, forward_steps, backward_steps):
     return start_step, forward_steps, backward_steps
 
 
-def path_search(denoise, score, shape, sigmas, *, seed=0, paths=2, width=2, start_step, forward_steps, backward_steps,
-                space=None, step_nfe=None, prepare=None, renoise=None, decode=None, chunk_size=8, top_k=None, cfg_multiplier=1,
-                on_step=None, on_scored=None, on_interrupt=None):
+def path_search(denoise: Denoise, score: Score, shape: Sequence[int], sigmas: Union[torch.Tensor, Sequence[float]], *,
+                seed: int = 0, paths: int = 2, width: int = 2, start_step: int, forward_steps: int, backward_steps: int,
+                space: Optional[NoiseSpace] = None, step_nfe: Optional[Callable[[float, float], int]] = None,
+                prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, renoise: Optional[Renoise] = None,
+                decode: Optional[Callable[[torch.Tensor], Union[Batch, torch.Tensor]]] = None, chunk_size: int = 8,
+                top_k: Optional[int] = None, cfg_multiplier: int = 1, on_step: Optional[OnStep] = None,
+                on_scored: Optional[OnScored] = None, on_interrupt: Optional[OnInterrupt] = None) -> SearchResult:
     """Paths-N with ``paths`` = N initial noises (seeds seed..seed+N-1) and ``width`` = M re-noisings per path.
     The top-K are final-round candidates, so an explicit ``top_k`` is at most N x M (default: up to 4).
 
@@ -110,7 +126,7 @@ def _stepper(denoise, space, sig, step_nfe, prepare, renoise, decode):
     return CallableStepper(denoise, space, sig[0], prepare, step_nfe, decode, renoise)
 
 
-def path_rounds(sig, start_step, df, db):
+def path_rounds(sig: Sequence[float], start_step: int, df: int, db: int) -> list[tuple[int, int]]:
     """The rounds (i, j): re-noise from grid step i up to i - delta_f, denoise to j = i - delta_f + delta_b."""
     rounds, i, last = [], start_step, len(sig) - 1
     while i < last:
@@ -121,7 +137,10 @@ def path_rounds(sig, start_step, df, db):
 
 
 @torch.no_grad()
-def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backward_steps, space=None, prepare=None, renoise=None):
+def replay(recipe: Recipe, denoise: Denoise, shape: Sequence[int], sigmas: Union[torch.Tensor, Sequence[float]], *,
+           start_step: int, forward_steps: int, backward_steps: int, space: Optional[NoiseSpace] = None,
+           prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+           renoise: Optional[Renoise] = None) -> torch.Tensor:
     """Recreate the final state of a path candidate from its recipe (bit-exact on the same host and batch size 1)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
@@ -138,7 +157,8 @@ def replay(recipe, denoise, shape, sigmas, *, start_step, forward_steps, backwar
     return pop.advance(stepper, sig, len(sig) - 1).x
 
 
-def steps_from_times(sigmas, start, delta_f, delta_b, sigma_to_time):
+def steps_from_times(sigmas: Union[torch.Tensor, Sequence[float]], start: float, delta_f: float, delta_b: float,
+                     sigma_to_time: Callable[[float], float]) -> tuple[int, int, int]:
     """Map the paper's continuous path parameters (SiT time: 0 = data, 1 = noise; Ma et al. App. A.3
     use start 0.11, delta_f 0.78, delta_b 0.81) onto the host's grid: (start_step, forward_steps, backward_steps).
     Each time is snapped to the nearest grid point; delta_b stays > delta_f."""
@@ -153,7 +173,9 @@ def steps_from_times(sigmas, start, delta_f, delta_b, sigma_to_time):
     return i0, max(df, 0) if i_up <= i0 else 0, db
 
 
-def path_search_nfe(sigmas, *, paths, width, start_step, forward_steps, backward_steps, step_nfe=None):
+def path_search_nfe(sigmas: Union[torch.Tensor, Sequence[float]], *, paths: int, width: int, start_step: int,
+                    forward_steps: int, backward_steps: int,
+                    step_nfe: Optional[Callable[[float, float], int]] = None) -> int:
     """The exact NFE a path search will spend (same accounting as ``path_search``)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)

@@ -11,12 +11,16 @@ row came from, so a clone or a branch keeps its lineage and any row re-runs from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, Union
 
 import torch
 
 from ..samplers.noise_space import NoiseSpace
 from .candidates import Candidates
+
+if TYPE_CHECKING:  # the types only
+    from .evaluate import Batch
+    from .noise import Recipe
 
 __all__ = ["Stepper", "CallableStepper", "Population", "span_nfe"]
 
@@ -35,8 +39,11 @@ class Stepper(Protocol):
     def step_nfe(self, sigma_from: float, sigma_to: float) -> int:
         """Model calls one step costs per row."""
 
-    def decode(self, x0: torch.Tensor):
+    def decode(self, x0: torch.Tensor) -> Union[Batch, torch.Tensor]:
         """Clean states -> what the verifier scores (a Batch or an IMAGE tensor)."""
+
+    def renoise(self, x: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
+        """The exact forward transition up the schedule in the model's space (``space.renoise`` or the host's own)."""
 
 
 @dataclass
@@ -54,19 +61,19 @@ class CallableStepper:
     decode_fn: Optional[Callable] = None
     renoise_fn: Optional[Callable] = None
 
-    def prepare(self, noise):
+    def prepare(self, noise: torch.Tensor) -> torch.Tensor:
         return self.prepare_fn(noise) if self.prepare_fn is not None else self.space.initial(noise, self.first_sigma)
 
-    def step(self, x, sigma_from, sigma_to):
+    def step(self, x: torch.Tensor, sigma_from: float, sigma_to: float) -> torch.Tensor:
         return self.denoise(x, sigma_from, sigma_to)
 
-    def step_nfe(self, sigma_from, sigma_to):
+    def step_nfe(self, sigma_from: float, sigma_to: float) -> int:
         return int(self.step_nfe_fn(sigma_from, sigma_to)) if self.step_nfe_fn is not None else 1
 
-    def decode(self, x0):
+    def decode(self, x0: torch.Tensor) -> Union[Batch, torch.Tensor]:
         return self.decode_fn(x0) if self.decode_fn is not None else x0
 
-    def renoise(self, x, sigma_from, sigma_to, noise):
+    def renoise(self, x: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
         """The host's exact re-noising when it has its own (ComfyUI's), else the space's."""
         fn = self.renoise_fn if self.renoise_fn is not None else self.space.renoise
         return fn(x, sigma_from, sigma_to, noise)
@@ -115,8 +122,8 @@ class Population:
         """Each row's clean prediction: one solver step from its sigma to 0 (verifiers cannot read noisy states)."""
         return stepper.step(self.x, sigmas[self.step], 0.0)
 
-    def renoised(self, stepper, sigmas: Sequence[float], to_step: int, recipes: Sequence, keys: Sequence[int],
-                 shape: Sequence[int]) -> "Population":
+    def renoised(self, stepper: Stepper, sigmas: Sequence[float], to_step: int, recipes: Sequence[Recipe],
+                 keys: Sequence[int], shape: Sequence[int]) -> "Population":
         """Every row moved back up to grid step ``to_step`` <= its own with fresh noise from ``recipes`` (the branches'
         recipes, which record their parent), exactly in the model's space."""
         noise = Candidates.of(recipes, shape).noise.to(self.x)

@@ -1,20 +1,31 @@
 """Random search (best-of-N): score N seeded noises once, keep the best (Ma et al. 2025, Sec. 3.2)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
 from .evaluate import Evaluator, plan_count, resolve_top_k, run_guarded
 from .noise import SeedRecipe, check_seed, MAX_SEED
+
+if TYPE_CHECKING:  # the types only
+    from .noise import Recipe
+    from .protocols import Generate, OnInterrupt, OnScored, OnStep, Score
+    from .result import SearchResult
 
 __all__ = ['seed_pool', 'random_search']
 
 
-def seed_pool(seed, count):
+def seed_pool(seed: int, count: int) -> list[SeedRecipe]:
     """Candidate i has seed ``seed + i`` (wrapping at 2^64), so each reproduces in a plain KSampler."""
     seed = check_seed(seed)
     return [SeedRecipe((seed + i) & MAX_SEED) for i in range(count)]
 
 
-def random_search(generate, score, shape, *, seed=0, count=None, budget=None, nfe_per_candidate, chunk_size=8,
-                  top_k=None, cfg_multiplier=1, on_step=None, on_scored=None, on_interrupt=None, resume_from=None,
-                  pool=None, pool_params=None):
+def random_search(generate: Generate, score: Score, shape: Sequence[int], *, seed: int = 0, count: Optional[int] = None,
+                  budget: Optional[int] = None, nfe_per_candidate: int, chunk_size: int = 8, top_k: Optional[int] = None,
+                  cfg_multiplier: int = 1, on_step: Optional[OnStep] = None, on_scored: Optional[OnScored] = None,
+                  on_interrupt: Optional[OnInterrupt] = None, resume_from: Optional[SearchResult] = None,
+                  pool: Optional[Sequence[Recipe]] = None, pool_params: Optional[dict] = None) -> SearchResult:
     """Best-of-N over seeds ``seed .. seed+N-1``. ``count`` or the NFE ``budget`` fixes N.
 
     ``pool``: search exactly these recipes instead (a Noise Candidate Pool; ``seed`` and ``count`` are then unused,

@@ -1,9 +1,17 @@
 """What a search returns: every candidate with its recipe and score, the winner, the top-K."""
 
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from .noise import Chained, own_dict, recipe_from_dict, recipe_to_dict
+
+if TYPE_CHECKING:  # the types only
+    import torch
+
+    from .noise import Recipe
 
 __all__ = ['Candidate', 'history_dicts', 'history_from_dicts', 'rank_key', 'SearchResult']
 
@@ -19,7 +27,7 @@ class Candidate:
     round: int = 0
     scores: dict = field(default_factory=dict)  # per-verifier raw scores, when an ensemble scored it
 
-    def to_dict(self, recipe=None):
+    def to_dict(self, recipe: Optional[dict] = None) -> dict:
         """``recipe``: the recipe's dict when the caller wrote it (``history_dicts``); else its full form."""
         d = {"index": self.index, "recipe": recipe_to_dict(self.recipe) if recipe is None else recipe, "score": self.score, "nfe": self.nfe, "round": self.round}
         if self.scores:
@@ -27,13 +35,13 @@ class Candidate:
         return d
 
     @classmethod
-    def from_dict(cls, d, recipe=None):
+    def from_dict(cls, d: dict, recipe: Optional[Recipe] = None) -> Candidate:
         """``recipe``: the candidate's recipe when the caller built it (``history_from_dicts``)."""
         recipe = recipe_from_dict(d["recipe"]) if recipe is None else recipe
         return cls(int(d["index"]), recipe, float(d["score"]), int(d["nfe"]), int(d.get("round", 0)), dict(d.get("scores", {})))
 
 
-def history_dicts(history):
+def history_dicts(history: Sequence[Candidate]) -> list[dict]:
     """The candidates as dicts, in linear size: a candidate whose recipe is made from an earlier candidate's (a
     zero-order neighbour from the pivot it won as, a path branch from the branch it continues) is written as its
     own fields plus ``source_candidate``, that candidate's index, instead of its whole lineage. Written in full,
@@ -47,7 +55,7 @@ def history_dicts(history):
     return out
 
 
-def history_from_dicts(rows):
+def history_from_dicts(rows: Sequence[dict]) -> list[Candidate]:
     """The inverse of ``history_dicts``: ``source_candidate`` must name an earlier candidate."""
     history = []
     for i, row in enumerate(rows):
@@ -66,7 +74,7 @@ def history_from_dicts(rows):
     return history
 
 
-def rank_key(c):
+def rank_key(c: Candidate) -> tuple[float, int]:
     """Ordering of candidates: higher score first, then earlier index (stable, deterministic tie-break)."""
     return (-c.score, c.index)
 
@@ -84,13 +92,13 @@ class SearchResult:
     resumed: int = 0  # candidates taken over from an interrupted run (``resume_from``) instead of re-scored
 
     @property
-    def winner(self):
+    def winner(self) -> Candidate:
         if not self.top_k:
             raise ValueError(f"{self.algorithm}: no candidate was evaluated, so there is no winner")
         return self.top_k[0]
 
     @property
-    def best(self):
+    def best(self) -> Candidate:
         """The best candidate of the whole history (``rank_key``), kept in the top-K or not: after an ensemble's
         final re-ranking (``search.scoring``) it can be one whose sample was not kept."""
         if not self.history:
@@ -98,14 +106,14 @@ class SearchResult:
         return min(self.history, key=rank_key)
 
     @property
-    def forward_passes(self):
+    def forward_passes(self) -> int:
         """Network forward passes per sample counted with CFG's doubling (cond + uncond)."""
         return self.nfe * self.cfg_multiplier
 
-    def winner_sample(self, name="samples"):
+    def winner_sample(self, name: str = "samples") -> torch.Tensor:
         return self.top_k_samples[name][:1]
 
-    def curve(self):
+    def curve(self) -> list[tuple[int, float]]:
         """Best score so far against search NFE: [(nfe, best)] at every scored candidate."""
         best, out = -float("inf"), []
         for c in sorted(self.history, key=lambda c: (c.nfe, c.index)):
@@ -113,7 +121,7 @@ class SearchResult:
             out.append((c.nfe, best))
         return out
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         d = {
             "algorithm": self.algorithm,
             "params": self.params,
@@ -130,7 +138,7 @@ class SearchResult:
         return d
 
     @classmethod
-    def from_dict(cls, d, top_k_samples=None):
+    def from_dict(cls, d: dict, top_k_samples: Optional[Mapping[str, torch.Tensor]] = None) -> SearchResult:
         """The inverse of ``to_dict`` (e.g. an interrupted run's JSON); samples are not in the JSON, so pass
         ``top_k_samples`` (name -> tensor [K, ...]) to resume from it."""
         try:
@@ -146,5 +154,5 @@ class SearchResult:
             raise ValueError("not a search result: history indices must be 0, 1, 2, ... in order")
         return r
 
-    def to_json(self, **kw):
+    def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), **kw)

@@ -18,17 +18,21 @@ With one verifier the score is its raw score and nothing is pooled. ``rank_batch
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import torch
 
 from ..verifiers.ensemble import RULES, rank_pool, unique_names
 from .result import Candidate, SearchResult, rank_key
 
+if TYPE_CHECKING:  # the types only
+    from .evaluate import Batch
+
 __all__ = ["PooledScorer", "unique_names", "condition_for", "rank_batch", "score_table", "batch_table"]
 
 
-def condition_for(verifier: Any, prompt: str, class_id: int, prompt_input: str = "verifier_prompt"):
+def condition_for(verifier: Any, prompt: str, class_id: int,
+                  prompt_input: str = "verifier_prompt") -> Optional[Union[str, int]]:
     """What ``verifier`` scores against: the prompt, the class id or nothing, by its ``condition`` kind; a missing
     one is an error naming the input to fill."""
     kind = getattr(verifier, "condition", None)
@@ -50,7 +54,7 @@ class PooledScorer:
     ``conditions``: one per verifier (see :func:`condition_for`). ``rule``: 'mean_rank' (the paper's) or 'zscore'."""
 
     def __init__(self, verifiers: Sequence[Any], conditions: Sequence[Any], rule: str = "mean_rank",
-                 weights: Optional[Mapping[str, float]] = None):
+                 weights: Optional[Mapping[str, float]] = None) -> None:
         if not verifiers:
             raise ValueError("connect at least one verifier")
         if rule not in RULES:
@@ -84,7 +88,7 @@ class PooledScorer:
             return torch.as_tensor(raw[self.names[0]], dtype=torch.float64)
         return rank_pool(dict(raw), self.rule, self.weights)
 
-    def __call__(self, batch) -> torch.Tensor:
+    def __call__(self, batch: Batch) -> torch.Tensor:
         raw = self.raw(batch.samples, batch.early)
         self.pending = raw
         if not self.ensemble:
@@ -129,7 +133,8 @@ class PooledScorer:
         return d
 
 
-def rank_batch(scorer: PooledScorer, images: torch.Tensor, early: Optional[torch.Tensor] = None):
+def rank_batch(scorer: PooledScorer, images: torch.Tensor,
+               early: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[int], dict[str, torch.Tensor]]:
     """Score a set of images as one pool: ``(scores float64 [N], order best first, raw per member)``; ties keep the
     earlier image first (the search's ``rank_key``)."""
     raw = scorer.raw(images, early)

@@ -3,14 +3,26 @@ noise (same norm, cosine ``lam`` to it) are scored each iteration; the pivot mov
 neighbour (the paper always moves). Cost per iteration: N candidates; the pivot itself is
 scored only with ``score_pivot=True``."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
 from .evaluate import Evaluator, check_positive_int, plan_count, resolve_top_k, run_guarded
 from .noise import NeighbourRecipe, SeedRecipe, check_seed, derive_seed
 from .result import rank_key
 
+if TYPE_CHECKING:  # the types only
+    import torch
+
+    from .noise import Recipe
+    from .protocols import Generate, OnInterrupt, OnScored, OnStep, Score
+    from .result import SearchResult
+
 __all__ = ['neighbours', 'zero_order_search']
 
 
-def neighbours(pivot, iteration, n, lam, base_seed, pivot_noise=None):
+def neighbours(pivot: Recipe, iteration: int, n: int, lam: float, base_seed: int,
+               pivot_noise: Optional[torch.Tensor] = None) -> list[NeighbourRecipe]:
     """The N neighbour recipes of ``pivot`` in iteration ``iteration``. ``pivot_noise``: the pivot's noise when the
     caller holds it (the search does), so each neighbour's noise costs one ``sphere_neighbour`` instead of a
     rebuild of the pivot's whole chain (see ``NeighbourRecipe``; the recipes keep only a weak reference)."""
@@ -20,9 +32,12 @@ def neighbours(pivot, iteration, n, lam, base_seed, pivot_noise=None):
             for j in range(n)]
 
 
-def zero_order_search(generate, score, shape, *, seed=0, neighbours_per_iter=2, iterations=None, lam=0.95, budget=None,
-                      nfe_per_candidate, score_pivot=False, pivot=None, chunk_size=8, top_k=None, cfg_multiplier=1,
-                      on_step=None, on_scored=None, on_interrupt=None, resume_from=None):
+def zero_order_search(generate: Generate, score: Score, shape: Sequence[int], *, seed: int = 0, neighbours_per_iter: int = 2,
+                      iterations: Optional[int] = None, lam: float = 0.95, budget: Optional[int] = None,
+                      nfe_per_candidate: int, score_pivot: bool = False, pivot: Optional[Recipe] = None,
+                      chunk_size: int = 8, top_k: Optional[int] = None, cfg_multiplier: int = 1,
+                      on_step: Optional[OnStep] = None, on_scored: Optional[OnScored] = None,
+                      on_interrupt: Optional[OnInterrupt] = None, resume_from: Optional[SearchResult] = None) -> SearchResult:
     """ZO-N from pivot ``pivot`` (default: the noise of ``seed``) for ``iterations`` rounds (or as many as the NFE budget allows).
 
     ``top_k`` and ``resume_from`` as in ``random_search`` (a resumed run re-walks the pivots from the

@@ -17,9 +17,12 @@ PF-ODE (sCD) or along the forward process (sCT). Per iteration (Lu & Song 2024, 
 Framework-free (torch and the standard library only).
 """
 
+from __future__ import annotations
+
 import copy
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -54,7 +57,7 @@ class SCMConfig:
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if not self.sigma_data > 0:
@@ -70,7 +73,7 @@ class SCMConfig:
         if not 0 <= self.class_dropout <= 1:
             raise ValueError(f"class_dropout must be in [0, 1], got {self.class_dropout}")
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
@@ -81,13 +84,15 @@ def _bc(t, x):
     return t.reshape((-1,) + (1,) * (x.ndim - 1))
 
 
-def sample_t(n, p_mean=-1.0, p_std=1.4, sigma_data=0.5, generator=None, dtype=torch.float32, device="cpu"):
+def sample_t(n: int, p_mean: float = -1.0, p_std: float = 1.4, sigma_data: float = 0.5,
+             generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float32,
+             device: Union[str, torch.device] = "cpu") -> torch.Tensor:
     """Log-normal time proposal: tau ~ N(p_mean, p_std^2), t = atan(exp(tau) / sigma_d) (median EDM sigma = e^p_mean)."""
     tau = torch.randn(n, generator=generator, dtype=torch.float64, device=device) * p_std + p_mean
     return torch.atan(torch.exp(tau) / sigma_data).to(dtype)
 
 
-def sct_tangent(x0, z, t):
+def sct_tangent(x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """sCT tangent dx_t/dt = cos t z - sin t x0 (exact derivative of x_t = cos t x0 + sin t z)."""
     t = _bc(t, x0)
     return torch.cos(t) * z - torch.sin(t) * x0
@@ -98,7 +103,9 @@ def _call(net, x, t, class_labels):
 
 
 @torch.no_grad()
-def scd_tangent(teacher, x_t, t, sigma_data=0.5, class_labels=None, cfg_scale=1.0, null_class=None):
+def scd_tangent(teacher: nn.Module, x_t: torch.Tensor, t: torch.Tensor, sigma_data: float = 0.5,
+                class_labels: Optional[torch.Tensor] = None, cfg_scale: float = 1.0,
+                null_class: Optional[int] = None) -> torch.Tensor:
     """sCD tangent: the teacher's PF-ODE dx_t/dt = sigma_d F(x_t / sigma_d, t[, y]), with CFG when cfg_scale != 1."""
     F_c = _call(teacher, x_t / sigma_data, t, class_labels)
     if cfg_scale != 1.0:
@@ -112,7 +119,8 @@ def scd_tangent(teacher, x_t, t, sigma_data=0.5, class_labels=None, cfg_scale=1.
     return sigma_data * F_c
 
 
-def consistency_tangent(net, x_t, t, dxdt, sigma_data=0.5, r=1.0, class_labels=None):
+def consistency_tangent(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, dxdt: torch.Tensor, sigma_data: float = 0.5,
+                        r: float = 1.0, class_labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(F^-, g) of Algorithm 1 for the stop-gradient network ``net`` (unnormalised g).
 
     One forward-mode JVP of ``(x, t) -> net(x, t, class_labels)`` at ``(x_t / sigma_d, t)`` with tangents
@@ -134,7 +142,7 @@ def consistency_tangent(net, x_t, t, dxdt, sigma_data=0.5, r=1.0, class_labels=N
     return F_minus, g
 
 
-def normalize_tangent(g, c=0.1):
+def normalize_tangent(g: torch.Tensor, c: Optional[float] = 0.1) -> torch.Tensor:
     """Per-sample tangent normalisation g / (||g||_2 + c) (Lu & Song 2024, Sec. 4.2, Algorithm 1); c None or 0 returns g."""
     if not c:
         return g
@@ -142,7 +150,8 @@ def normalize_tangent(g, c=0.1):
     return g / _bc(norm + c, g)
 
 
-def consistency_fn(net, x_t, t, sigma_data=0.5, class_labels=None):
+def consistency_fn(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, sigma_data: float = 0.5,
+                   class_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
     """f(x_t, t) = cos t x_t - sin t sigma_d F(x_t / sigma_d, t[, y])."""
     F = _call(net, x_t / sigma_data, t, class_labels)
     return _bc(torch.cos(t), x_t) * x_t - _bc(torch.sin(t), x_t) * sigma_data * F
@@ -155,7 +164,7 @@ class AdaptiveWeight(nn.Module):
     zero (u = 0, weight 1). The loss ``mse / e^u + u`` is minimised at ``e^u = mse``.
     """
 
-    def __init__(self, features=128, seed=0):
+    def __init__(self, features: int = 128, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(int(seed))
         self.register_buffer("freqs", torch.randn(features, generator=g, dtype=torch.float64).float())
@@ -164,12 +173,13 @@ class AdaptiveWeight(nn.Module):
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, t):
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
         arg = 2 * math.pi * (t.reshape(-1, 1).to(self.freqs.dtype) * self.freqs + self.phases)
         return self.linear(torch.cos(arg) * math.sqrt(2)).reshape(-1)
 
 
-def scm_loss(F_theta, F_minus, g, logvar=None):
+def scm_loss(F_theta: torch.Tensor, F_minus: torch.Tensor, g: torch.Tensor,
+             logvar: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-batch loss: mean over samples of ||F_theta - F^- - g||^2 / D, divided by e^u plus u when ``logvar`` u is given.
 
     Returns (loss, per-sample mse)."""
@@ -180,7 +190,7 @@ def scm_loss(F_theta, F_minus, g, logvar=None):
 
 
 @torch.no_grad()
-def ema_update(ema, model, decay):
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters()):
         pe.lerp_(pm.detach(), 1.0 - decay)
     for be, bm in zip(ema.buffers(), model.buffers()):
@@ -196,7 +206,8 @@ class SCMDistiller:
     given machine and thread count.
     """
 
-    def __init__(self, teacher, config=None, student=None):
+    def __init__(self, teacher: Optional[nn.Module], config: Optional[SCMConfig] = None,
+                 student: Optional[nn.Module] = None) -> None:
         self.config = config or SCMConfig()
         cfg = self.config
         if cfg.mode == "scd" and teacher is None:
@@ -226,12 +237,12 @@ class SCMDistiller:
             null = getattr(teacher if teacher is not None else student, "null_class", None)
         self.null_class = null
 
-    def warmup_r(self, iteration=None):
+    def warmup_r(self, iteration: Optional[int] = None) -> float:
         it = self.iteration if iteration is None else iteration
         H = int(self.config.tangent_warmup)
         return 1.0 if H == 0 else min(1.0, it / H)
 
-    def step(self, x0, class_labels=None):
+    def step(self, x0: torch.Tensor, class_labels: Optional[torch.Tensor] = None) -> dict[str, float]:
         """One sCD / sCT iteration on a batch of clean data ``x0`` (and labels). Returns float statistics."""
         cfg, gen = self.config, self.generator
         sd = cfg.sigma_data
@@ -269,7 +280,8 @@ class SCMDistiller:
 
 
 @torch.no_grad()
-def consistency_error(net, teacher, x0, t, z, sigma_data=0.5, class_labels=None):
+def consistency_error(net: nn.Module, teacher: nn.Module, x0: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
+                      sigma_data: float = 0.5, class_labels: Optional[torch.Tensor] = None) -> float:
     """Mean per-sample ||cos t df/dt||^2 / D along the teacher's PF-ODE at fixed (x0, z, t): g of Algorithm 1
     at r = 1, unnormalised. Zero for a perfect consistency model of the teacher; a training monitor that,
     unlike the normalised loss, says how consistent the student is."""

@@ -5,9 +5,12 @@ Conditions are one prompt string or class id per image (or one shared by all, or
 A verifier returns a float32 CPU tensor of B scores.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any, Callable, Hashable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,7 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PIL_BICUBIC = int(Image.BICUBIC)  # 3, as transformers' preprocessor configs write ``resample``
 
 
-def check_images(images, name="images"):
+def check_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     if not torch.is_tensor(images) or images.ndim != 4:
         shape = tuple(images.shape) if hasattr(images, "shape") else None
         raise ValueError(f"{name} must be a float tensor [B, H, W, C] in 0..1, got {type(images).__name__} of shape {shape}")
@@ -39,7 +42,8 @@ def check_images(images, name="images"):
     return images
 
 
-def broadcast_conditions(conditions, batch, name="conditions"):
+def broadcast_conditions(conditions: Union[str, int, Sequence, torch.Tensor, None], batch: int,
+                         name: str = "conditions") -> list:
     """One condition per image: a single value is shared by the whole batch, a list must match it."""
     if conditions is None or isinstance(conditions, (str, int)):
         return [conditions] * batch
@@ -53,13 +57,13 @@ def broadcast_conditions(conditions, batch, name="conditions"):
     return conditions
 
 
-def to_rgb_nchw(images):
+def to_rgb_nchw(images: torch.Tensor) -> torch.Tensor:
     """IMAGE [B,H,W,C] (C = 1, 3 or 4) -> float [B,3,H,W] in 0..1 (grey repeated, alpha dropped)."""
     x = images[..., :3] if images.shape[-1] >= 3 else images[..., :1].expand(*images.shape[:-1], 3)
     return x.permute(0, 3, 1, 2).float()
 
 
-def quantize_8bit(images):
+def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
     """IMAGE [B,H,W,C] -> float [B,3,H,W] holding the whole 8-bit levels 0..255 that ComfyUI's ``SaveImage`` writes
     to PNG: ``np.clip(255. * i, 0, 255).astype(np.uint8)``, a float32 product truncated, not rounded. The verifiers'
     original scoring code reads such a PNG with ``Image.open``, so every pipeline starts from these values (an RGBA
@@ -68,12 +72,12 @@ def quantize_8bit(images):
     return (to_rgb_nchw(images) * 255.0).clamp_(0, 255).trunc_()
 
 
-def to_uint8(images):
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """IMAGE [B,H,W,C] -> uint8 [B,3,H,W]: the pixels of the PNG ComfyUI's ``SaveImage`` writes (``quantize_8bit``)."""
     return quantize_8bit(images).to(torch.uint8)
 
 
-def shortest_side_size(h, w, size):
+def shortest_side_size(h: int, w: int, size: int) -> tuple[int, int]:
     """(height, width) with the shorter side ``size`` and the longer ``int(size * long / short)``: torchvision's
     ``Resize(int)`` and transformers' ``get_resize_output_image_size(default_to_square=False)`` alike."""
     return (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
@@ -87,7 +91,7 @@ def _pil_resize_one(a, size_wh, resample):
     return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c)).resize(size_wh, resample)) for c in a])
 
 
-def pil_resize(x, size, resample=PIL_BICUBIC):
+def pil_resize(x: torch.Tensor, size: Sequence[int], resample: int = PIL_BICUBIC) -> torch.Tensor:
     """Resize [B,C,H,W] to ``size`` = (height, width) with Pillow, as the originals resize the PIL image of a PNG
     (torchvision's ``Resize`` on a PIL image calls ``img.resize(size, resample)``; transformers' PIL image
     processors likewise). Pillow resamples in two separable passes through a clipped, rounded 8-bit intermediate,
@@ -107,7 +111,7 @@ def pil_resize(x, size, resample=PIL_BICUBIC):
     return torch.from_numpy(np.stack([work(img) for img in a]))
 
 
-def resize_shortest(x, size, resample=PIL_BICUBIC):
+def resize_shortest(x: torch.Tensor, size: int, resample: int = PIL_BICUBIC) -> torch.Tensor:
     """Pillow resize of [B,C,H,W] so the shorter side is ``size`` (see ``shortest_side_size``, ``pil_resize``)."""
     return pil_resize(x, shortest_side_size(*x.shape[-2:], size), resample)
 
@@ -118,7 +122,7 @@ CROP_OFFSETS = {
 }
 
 
-def center_crop(x, size, offset="round"):
+def center_crop(x: torch.Tensor, size: int, offset: str = "round") -> torch.Tensor:
     """Centre crop [..., H, W] to ``size`` x ``size``. ``offset`` "round": torchvision's ``CenterCrop`` (openai CLIP,
     ImageReward, DINOv2), top = ``int(round((H - size) / 2.0))``; "floor": transformers' ``center_crop``
     (CLIPImageProcessor, BitImageProcessor), top = ``(H - size) // 2``: they differ by a pixel when H - size is
@@ -135,7 +139,7 @@ def center_crop(x, size, offset="round"):
     return x[..., top: top + size, left: left + size]
 
 
-def resize_max_pad(x, size, fill=0.0):
+def resize_max_pad(x: torch.Tensor, size: int, fill: float = 0.0) -> torch.Tensor:
     """open_clip's ``ResizeMaxSize`` as HPSv2's evaluation transform applies it: after ``ToTensor``, so on the float
     image [B,C,H,W]: longer side to ``size`` (``round(dim * scale)``) with torchvision's tensor resize (bicubic,
     antialias, the torchvision >= 0.17 default; no clamp, so the bicubic overshoot below 0 and above 1 is kept),
@@ -164,7 +168,9 @@ class ImagePreprocess:
     Then ``/ 255`` (``ToTensor`` / ``rescale``) and ``(x - mean) / std``. Pillow runs on the CPU (as in the
     originals); the crop, the "pad" resize and the normalisation run on ``device``."""
 
-    def __init__(self, crop=224, resize=None, mean=CLIP_MEAN, std=CLIP_STD, mode="crop", crop_offset="round", resample=PIL_BICUBIC):
+    def __init__(self, crop: int = 224, resize: Optional[int] = None, mean: Sequence[float] = CLIP_MEAN,
+                 std: Sequence[float] = CLIP_STD, mode: str = "crop", crop_offset: str = "round",
+                 resample: int = PIL_BICUBIC) -> None:
         if mode not in ("crop", "pad", "squash"):
             raise ValueError(f"preprocess mode must be 'crop', 'pad' or 'squash', got {mode!r}")
         if crop_offset not in CROP_OFFSETS:
@@ -173,7 +179,7 @@ class ImagePreprocess:
         self.mean, self.std, self.mode = tuple(float(m) for m in mean), tuple(float(s) for s in std), mode
         self.crop_offset, self.resample = crop_offset, int(resample)
 
-    def pixels_8bit(self, u8):
+    def pixels_8bit(self, u8: torch.Tensor) -> torch.Tensor:
         """The 8-bit steps of "crop" / "squash" (Pillow resize, centre crop): uint8 [B,3,H,W] -> [B,3,crop,crop]."""
         if self.mode == "squash":
             x = pil_resize(u8, (self.resize, self.resize), self.resample)
@@ -181,7 +187,8 @@ class ImagePreprocess:
             x = resize_shortest(u8, self.resize, self.resample)
         return center_crop(x, self.crop, self.crop_offset)
 
-    def __call__(self, images, device=None, dtype=torch.float32):
+    def __call__(self, images: torch.Tensor, device: Optional[Union[str, torch.device]] = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
         images = check_images(images)
         device = images.device if device is None else device
         rows = images.split(1)  # quantised one image at a time: the float temporaries stay one image large
@@ -193,7 +200,7 @@ class ImagePreprocess:
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std).to(dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"ImagePreprocess(crop={self.crop}, resize={self.resize}, mode={self.mode!r}, crop_offset={self.crop_offset!r}, "
                 f"resample={self.resample})")
 
@@ -202,12 +209,12 @@ class EmbeddingCache:
     """LRU dict keyed by prompt (or class id): each distinct condition is embedded once.
     ``get_many(keys, compute)`` calls ``compute(missing_keys) -> Tensor[len(missing), ...]`` once per call."""
 
-    def __init__(self, maxsize=256):
+    def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = int(maxsize)
         self.data = OrderedDict()
         self.hits = self.misses = 0
 
-    def get_many(self, keys, compute):
+    def get_many(self, keys: Sequence[Hashable], compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
         missing = []
         for k in keys:
             if k in self.data:
@@ -228,11 +235,11 @@ class EmbeddingCache:
                 self.data.popitem(last=False)
         return torch.stack([fresh[k] if k in fresh else self.data[k] for k in keys])
 
-    def clear(self):
+    def clear(self) -> None:
         self.data.clear()
         self.hits = self.misses = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data)
 
 
@@ -250,7 +257,8 @@ class Verifier:
     needs_early = False
     higher_is_better = True
 
-    def __init__(self, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=256):
+    def __init__(self, weights_id: str = "", device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+                 batch_size: int = 16, cache_size: int = 256) -> None:
         self.weights_id = str(weights_id)
         self.device = torch.device(device)
         self.dtype = dtype
@@ -259,14 +267,14 @@ class Verifier:
         self.batch_size = int(batch_size)
         self.cache = EmbeddingCache(cache_size)
 
-    def describe(self):
+    def describe(self) -> dict:
         return {"name": self.name, "weights": self.weights_id, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "condition": self.condition, "needs_early": self.needs_early}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(weights={self.weights_id!r}, device={self.device}, dtype={self.dtype})"
 
-    def check_conditions(self, conds):
+    def check_conditions(self, conds: list) -> list:
         """Validate per-image conditions for this verifier's condition kind (prompt / class / none)."""
         if self.condition == "prompt":
             for c in conds:
@@ -275,7 +283,8 @@ class Verifier:
         return conds
 
     @torch.no_grad()
-    def score(self, images, conditions=None, early=None):
+    def score(self, images: torch.Tensor, conditions: Union[str, int, Sequence, torch.Tensor, None] = None,
+              early: Optional[torch.Tensor] = None) -> torch.Tensor:
         # any float dtype is accepted and preprocessed in float32 (fp16/bf16 pixels are upcast first, so a
         # half-precision IMAGE scores exactly like its float32 copy); the model then runs on self.device in self.dtype
         images = check_images(images).float()
@@ -299,7 +308,7 @@ class Verifier:
         raise NotImplementedError
 
 
-def class_ids(conditions, num_classes, name="class id"):
+def class_ids(conditions: Sequence[Any], num_classes: int, name: str = "class id") -> list[int]:
     """Per-image class ids as ints in [0, num_classes); bools, strings and None are refused."""
     ids = []
     for c in conditions:
@@ -310,7 +319,7 @@ def class_ids(conditions, num_classes, name="class id"):
     return ids
 
 
-def logits_of(out):
+def logits_of(out: Any) -> torch.Tensor:
     """A classifier's output as a logits tensor (plain tensors, HF outputs with ``.logits``, tuples)."""
     if torch.is_tensor(out):
         return out
@@ -328,7 +337,9 @@ class ClassifierVerifier(Verifier):
     name = "classifier"
     condition = "class"
 
-    def __init__(self, model, preprocess, num_classes, weights_id="", device="cpu", dtype=torch.float32, batch_size=64, output="logit"):
+    def __init__(self, model: torch.nn.Module, preprocess: Callable[[torch.Tensor], torch.Tensor], num_classes: int,
+                 weights_id: str = "", device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+                 batch_size: int = 64, output: str = "logit") -> None:
         super().__init__(weights_id, device, dtype, batch_size)
         if output not in ("logit", "log_prob"):
             raise ValueError(f"output must be 'logit' or 'log_prob', got {output!r}")
@@ -339,7 +350,7 @@ class ClassifierVerifier(Verifier):
             pass
         self.preprocess, self.num_classes, self.output = preprocess, int(num_classes), output
 
-    def check_conditions(self, conds):
+    def check_conditions(self, conds: list) -> list:
         class_ids(conds, self.num_classes)
         return conds
 

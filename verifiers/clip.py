@@ -18,12 +18,15 @@ its first 76 tokens and the end-of-text token (open_clip, OpenAI CLIP, transform
 under CLIPScore ``torchmetrics``, which keeps the first 77 ids as torchmetrics does; both warn.
 """
 
+from __future__ import annotations
+
 import html
 import json
 import os
 import re
 import unicodedata
 import warnings
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -32,6 +35,9 @@ import torch.nn.functional as F
 from . import files
 from .base import CLIP_MEAN, CLIP_STD, PIL_BICUBIC, ImagePreprocess, Verifier, class_ids
 from .imagenet import IMAGENET_CLASSES, IMAGENET_TEMPLATES, SIMPLE_TEMPLATES
+
+if TYPE_CHECKING:  # the types only (transformers is imported where a loader needs it)
+    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerBase
 
 __all__ = ['CLIP_SOURCE', 'PICKSCORE_SOURCE', 'HPS_SOURCE', 'AESTHETIC_SOURCE', 'CLIP_TOKENIZER_FILES',
            'image_processor_config', 'preprocess_from_folder', 'load_tokenizer', 'load_clip_folder', 'ftfy_fix_text',
@@ -53,7 +59,7 @@ CLIP_TOKENIZER_FILES = ["tokenizer.json (or vocab.json + merges.txt)", "tokenize
 
 # -- folders -------------------------------------------------------------------------------------
 
-def image_processor_config(folder):
+def image_processor_config(folder: str) -> dict:
     """The image-processor settings of a transformers folder: ``preprocessor_config.json`` (4.x) or the
     ``image_processor`` entry of ``processor_config.json`` (5.x); {} when it has neither."""
     for n in ("preprocessor_config.json", "processor_config.json"):
@@ -65,7 +71,8 @@ def image_processor_config(folder):
     return {}
 
 
-def preprocess_from_folder(folder, default_size=224, mean=CLIP_MEAN, std=CLIP_STD, crop_offset="floor"):
+def preprocess_from_folder(folder: str, default_size: int = 224, mean: Sequence[float] = CLIP_MEAN,
+                           std: Sequence[float] = CLIP_STD, crop_offset: str = "floor") -> ImagePreprocess:
     """The folder's transformers image processor (its PIL backend: CLIPImageProcessor, BitImageProcessor...) as an
     ``ImagePreprocess``: ``size`` {"shortest_edge"} (or a bare int, the legacy CLIP form) resizes the shorter side,
     {"height", "width"} squashes to that square; then a centre crop to ``crop_size`` unless ``do_center_crop`` is
@@ -86,7 +93,7 @@ def preprocess_from_folder(folder, default_size=224, mean=CLIP_MEAN, std=CLIP_ST
                            cfg.get("resample", PIL_BICUBIC))
 
 
-def load_tokenizer(folder, verifier, source):
+def load_tokenizer(folder: str, verifier: str, source: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     expected = CLIP_TOKENIZER_FILES
@@ -97,7 +104,9 @@ def load_tokenizer(folder, verifier, source):
     return files.from_pretrained(AutoTokenizer, folder, verifier, source)
 
 
-def load_clip_folder(path, verifier="clip_score", source=CLIP_SOURCE, need_text=True, crop_offset="floor"):
+def load_clip_folder(path: Union[str, os.PathLike], verifier: str = "clip_score", source: str = CLIP_SOURCE,
+                     need_text: bool = True,
+                     crop_offset: str = "floor") -> tuple[nn.Module, Optional[PreTrainedTokenizerBase], ImagePreprocess]:
     """A transformers CLIP folder (``CLIPModel``, or ``CLIPVisionModelWithProjection`` when ``need_text`` is
     False) -> (model, tokenizer or None, preprocess); ``crop_offset`` as in ``preprocess_from_folder``."""
     from transformers import CLIPModel, CLIPVisionModelWithProjection
@@ -126,7 +135,7 @@ except ImportError:
     _ftfy = None
 
 
-def ftfy_fix_text():
+def ftfy_fix_text() -> Optional[Callable[[str], str]]:
     """``ftfy.fix_text`` when ftfy is installed, else None."""
     return _ftfy.fix_text if _ftfy is not None else None
 
@@ -134,7 +143,7 @@ def ftfy_fix_text():
 HTML_ENTITY = re.compile(r"&#?[0-9A-Za-z]{1,24};")  # the entities ftfy.fix_text decodes (ftfy.chardata.HTML_ENTITY_RE)
 
 
-def fix_text_without_ftfy(text):
+def fix_text_without_ftfy(text: str) -> str:
     """The two steps of ``ftfy.fix_text`` (ftfy 6, default settings) that touch any text, for when ftfy is absent:
     decode HTML entities ``&...;`` until none is left, unless the text holds a ``<`` (ftfy then takes it for HTML),
     then Unicode NFC. ftfy's other fixes (mojibake, curly quotes, ligatures, full-width forms, control characters)
@@ -146,7 +155,7 @@ def fix_text_without_ftfy(text):
     return unicodedata.normalize("NFC", text)
 
 
-def open_clip_clean(text, fix_text="auto"):
+def open_clip_clean(text: str, fix_text: Union[str, Callable[[str], str], None] = "auto") -> str:
     """A prompt as open_clip's ``SimpleTokenizer.encode`` (clean='lower', HPSv2's tokenizer) and OpenAI CLIP's
     ``clip.tokenize`` (Hessel's CLIPScore) hand it to the BPE: ``whitespace_clean(basic_clean(text)).lower()``, where
     ``basic_clean`` is ``ftfy.fix_text``, ``html.unescape`` twice and ``strip``, and ``whitespace_clean`` turns every
@@ -157,7 +166,7 @@ def open_clip_clean(text, fix_text="auto"):
     return " ".join(text.split()).strip().lower()
 
 
-def ftfy_may_change(text):
+def ftfy_may_change(text: str) -> bool:
     """True when ``ftfy.fix_text`` might clean ``text`` otherwise than ``fix_text_without_ftfy``: a character outside
     printable ASCII and ``\\t \\n \\r \\f``, or an HTML entity left over (an all-caps one such as ``&EACUTE;``)."""
     if any(not (" " <= c <= "~" or c in "\t\n\r\f") for c in text):
@@ -165,7 +174,7 @@ def ftfy_may_change(text):
     return HTML_ENTITY.search(html.unescape(html.unescape(fix_text_without_ftfy(text)))) is not None
 
 
-def use_open_clip_text(tokenizer):
+def use_open_clip_text(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     """Prepare a transformers CLIP tokenizer for ``open_clip_clean``-ed prompts: drop its own normalizer (NFC,
     whitespace, lowercase), which ``open_clip_clean`` already applies in open_clip's order (the tokenizer's NFC
     would otherwise run after ``html.unescape``, where open_clip has none). Changes ``tokenizer`` in place."""
@@ -189,7 +198,9 @@ class CLIPBase(Verifier):
     text_clean = None
     keep_eot = True
 
-    def __init__(self, model, tokenizer, preprocess, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=256):
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocess,
+                 weights_id: str = "", device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+                 batch_size: int = 16, cache_size: int = 256) -> None:
         super().__init__(weights_id, device, dtype, batch_size, cache_size)
         self.model = model.to(self.device, dtype).eval()
         self.tokenizer, self.preprocess = tokenizer, preprocess
@@ -197,12 +208,12 @@ class CLIPBase(Verifier):
         self.max_length = int(getattr(tc, "max_position_embeddings", 77)) if tc is not None else 77
 
     @torch.no_grad()
-    def image_embeds(self, images):
+    def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(images, self.device, self.dtype)
         pooled = self.model.vision_model(pixel_values=x).pooler_output
         return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
 
-    def clean_prompt(self, text):
+    def clean_prompt(self, text: str) -> str:
         if self.text_clean != "open_clip":
             return text
         if _ftfy is None and not getattr(self, "_ftfy_warned", False) and ftfy_may_change(text):
@@ -213,7 +224,7 @@ class CLIPBase(Verifier):
                           "the original's. pip install ftfy for exact parity (docs/verifier-scales.md).", UserWarning, stacklevel=2)
         return open_clip_clean(text)
 
-    def token_ids(self, texts):
+    def token_ids(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask) of ``texts``, cleaned, cut to ``max_length`` as the class docstring says, padded."""
         L = self.max_length
         ids = self.tokenizer([self.clean_prompt(t) for t in texts], verbose=False)["input_ids"]
@@ -230,19 +241,19 @@ class CLIPBase(Verifier):
         return tok["input_ids"], tok["attention_mask"]
 
     @torch.no_grad()
-    def encode_texts(self, texts):
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Normalised text embeddings of ``texts`` (no cache); padding is harmless (causal mask, EOS pooling)."""
         ids, mask = self.token_ids(list(texts))
         out = self.model.text_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
         return F.normalize(self.model.text_projection(out.pooler_output).float(), dim=-1)
 
-    def text_embeds(self, prompts):
+    def text_embeds(self, prompts: Sequence[str]) -> torch.Tensor:
         return self.cache.get_many(list(prompts), self.encode_texts)
 
-    def logit_scale(self):
+    def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
 
-    def cosine(self, images, prompts):
+    def cosine(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         return (self.image_embeds(images) * self.text_embeds(prompts)).sum(-1)
 
 
@@ -250,7 +261,7 @@ CLIP_SCORE_SCALES = ("cosine", "hessel", "torchmetrics")
 HESSEL_W = 2.5  # Hessel et al. 2021, Sec. 3: CLIP-S(c, v) = w * max(cos(c, v), 0) with w = 2.5
 
 
-def check_clip_score_scale(scale, what="clip_score scale"):
+def check_clip_score_scale(scale: Any, what: str = "clip_score scale") -> str:
     if not isinstance(scale, str) or scale not in CLIP_SCORE_SCALES:
         raise ValueError(f"{what} must be one of {', '.join(repr(s) for s in CLIP_SCORE_SCALES)}, got {scale!r}")
     return scale
@@ -270,7 +281,8 @@ class CLIPScoreVerifier(CLIPBase):
 
     name = "clip_score"
 
-    def __init__(self, model, tokenizer, preprocess, scale="cosine", **kw):
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocess,
+                 scale: str = "cosine", **kw: Any) -> None:
         self.scale = check_clip_score_scale(scale)
         super().__init__(model, tokenizer, preprocess, **kw)
         self.text_clean = "open_clip" if scale == "hessel" else None
@@ -313,7 +325,9 @@ class CLIPZeroShotVerifier(CLIPBase):
     name = "clip_zero_shot"
     condition = "class"
 
-    def __init__(self, model, tokenizer, preprocess, class_names=None, templates=None, output="logit", **kw):
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocess,
+                 class_names: Union[Sequence[str], str, os.PathLike, None] = None,
+                 templates: Union[str, Sequence[str], None] = None, output: str = "logit", **kw: Any) -> None:
         super().__init__(model, tokenizer, preprocess, **kw)
         if output not in ("logit", "log_prob"):
             raise ValueError(f"output must be 'logit' or 'log_prob', got {output!r}")
@@ -322,18 +336,18 @@ class CLIPZeroShotVerifier(CLIPBase):
         self.output = output
         self.num_classes = len(self.class_names)
 
-    def check_conditions(self, conds):
+    def check_conditions(self, conds: list) -> list:
         class_ids(conds, self.num_classes)
         return conds
 
-    def class_embedding_of(self, ids):
+    def class_embedding_of(self, ids: Sequence[int]) -> torch.Tensor:
         out = []
         for c in ids:
             e = self.encode_texts([t.format(self.class_names[c]) for t in self.templates]).mean(0)
             out.append(F.normalize(e, dim=-1))
         return torch.stack(out)
 
-    def class_embeds(self, ids):
+    def class_embeds(self, ids: Sequence[int]) -> torch.Tensor:
         return self.cache.get_many([int(i) for i in ids], self.class_embedding_of)
 
     def _score(self, images, conditions, early):
@@ -345,7 +359,7 @@ class CLIPZeroShotVerifier(CLIPBase):
         return logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)]
 
 
-def resolve_class_names(class_names):
+def resolve_class_names(class_names: Union[Sequence[str], str, os.PathLike, None]) -> list[str]:
     """None -> the 1000 ImageNet names; a list/tuple of names; or a path to a text file (one name per line)."""
     if class_names is None:
         return list(IMAGENET_CLASSES)
@@ -360,7 +374,7 @@ def resolve_class_names(class_names):
     return names
 
 
-def resolve_templates(templates):
+def resolve_templates(templates: Union[str, Sequence[str], None]) -> list[str]:
     if templates is None or templates == "imagenet80":
         return list(IMAGENET_TEMPLATES)
     if templates == "simple":
@@ -380,17 +394,18 @@ class RewardMLP(nn.Module):
     """The LAION aesthetic / ImageReward head: Linear(d,1024)-Drop-Linear(1024,128)-Drop-Linear(128,64)-Drop-
     Linear(64,16)-Linear(16,1), no activations; keys ``layers.0/2/4/6/7``."""
 
-    def __init__(self, input_size=768):
+    def __init__(self, input_size: int = 768) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             nn.Linear(input_size, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
             nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
 
-def load_reward_mlp(sd, path, verifier, expected, source, prefix=""):
+def load_reward_mlp(sd: Mapping[str, torch.Tensor], path: str, verifier: str, expected: Sequence[str], source: str,
+                    prefix: str = "") -> RewardMLP:
     """A ``RewardMLP`` from the ``{prefix}layers.*`` entries of a state dict (other keys ignored, all head keys required)."""
     head = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix + "layers.")}
     need = [f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")]
@@ -411,14 +426,16 @@ class AestheticVerifier(Verifier):
     name = "aesthetic"
     condition = None
 
-    def __init__(self, model, mlp, preprocess, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, cache_size=0):
+    def __init__(self, model: nn.Module, mlp: RewardMLP, preprocess: ImagePreprocess, weights_id: str = "",
+                 device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 16,
+                 cache_size: int = 0) -> None:
         super().__init__(weights_id, device, dtype, batch_size, cache_size)
         self.model = model.to(self.device, dtype).eval()
         self.mlp = mlp.to(self.device, dtype).eval()
         self.preprocess = preprocess
 
     @torch.no_grad()
-    def image_embeds(self, images):
+    def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(images, self.device, self.dtype)
         pooled = self.model.vision_model(pixel_values=x).pooler_output
         return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
@@ -430,7 +447,9 @@ class AestheticVerifier(Verifier):
 AESTHETIC_FILE = "sac+logos+ava1-l14-linearMSE.pth"
 
 
-def load_aesthetic(path, device="cpu", dtype=torch.float32, clip_path=None, head=None, batch_size=16, **_):
+def load_aesthetic(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                   dtype: torch.dtype = torch.float32, clip_path: Optional[str] = None, head: Optional[str] = None,
+                   batch_size: int = 16, **_: Any) -> AestheticVerifier:
     """Folder layout: ``<path>/sac+logos+ava1-l14-linearMSE.pth`` and the CLIP ViT-L/14 folder either in
     ``<path>/clip/`` or the CLIP files in ``<path>`` itself (or ``clip_path=``). ``path`` may be the .pth file."""
     name = "aesthetic"
@@ -465,8 +484,9 @@ def _blocks(sd, prefix):
 VIT_H14_HEADS = {"vision": 16, "text": 16}  # open_clip ViT-H-14: vision head_width 80 (1280/80), text heads 16
 
 
-def clip_config_from_open_clip(sd, vision_heads=None, text_heads=None, hidden_act="gelu", layer_norm_eps=1e-5, bos_token_id=49406,
-                               eos_token_id=49407):
+def clip_config_from_open_clip(sd: Mapping[str, torch.Tensor], vision_heads: Optional[int] = None,
+                               text_heads: Optional[int] = None, hidden_act: str = "gelu", layer_norm_eps: float = 1e-5,
+                               bos_token_id: int = 49406, eos_token_id: int = 49407) -> CLIPConfig:
     """A transformers ``CLIPConfig`` matching an open_clip ViT state dict (dims read from the shapes).
     Heads are not in the weights: default ViT-H-14's (16 / 16) when widths are 1280 / 1024, else width // 64.
     The text tower pools at the first ``eos_token_id`` (CLIP BPE: 49407, also the highest id, so this equals
@@ -494,7 +514,7 @@ def clip_config_from_open_clip(sd, vision_heads=None, text_heads=None, hidden_ac
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=sd["text_projection"].shape[1])
 
 
-def vit_h14_config():
+def vit_h14_config() -> CLIPConfig:
     """The ``CLIPConfig`` of open_clip ViT-H-14 (HPSv2's backbone), built in code."""
     from transformers import CLIPConfig
 
@@ -507,7 +527,7 @@ def vit_h14_config():
         projection_dim=1024)
 
 
-def convert_open_clip_state_dict(sd):
+def convert_open_clip_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """open_clip ViT CLIP state dict -> transformers ``CLIPModel`` state dict (the key map below; tests/test_verifiers_conversion.py checks it)."""
     out = {}
     if "logit_scale" in sd:
@@ -543,7 +563,8 @@ def convert_open_clip_state_dict(sd):
     return out
 
 
-def clip_from_open_clip(sd, config=None, dtype=torch.float32, **config_kw):
+def clip_from_open_clip(sd: Mapping[str, torch.Tensor], config: Optional[CLIPConfig] = None,
+                        dtype: torch.dtype = torch.float32, **config_kw: Any) -> CLIPModel:
     """Build a ``CLIPModel`` from an open_clip state dict (missing/unexpected keys raise ``ValueError``)."""
     from transformers import CLIPModel
 
@@ -561,8 +582,10 @@ def clip_from_open_clip(sd, config=None, dtype=torch.float32, **config_kw):
 HPS_FILES = {"hpsv2": "HPS_v2_compressed.pt", "hpsv2.1": "HPS_v2.1_compressed.pt"}
 
 
-def load_hps(path, device="cpu", dtype=torch.float32, version=None, batch_size=16, allow_pickle=False, tokenizer_path=None,
-             vision_heads=None, text_heads=None, **_):
+def load_hps(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+             version: Optional[str] = None, batch_size: int = 16, allow_pickle: bool = False,
+             tokenizer_path: Optional[str] = None, vision_heads: Optional[int] = None, text_heads: Optional[int] = None,
+             **_: Any) -> HPSVerifier:
     """HPSv2 (``version='hpsv2'``) or v2.1 (``'hpsv2.1'``). Layout: ``<path>/HPS_v2_compressed.pt`` and/or
     ``HPS_v2.1_compressed.pt``, with a CLIP tokenizer beside it (tokenizer.json or vocab.json + merges.txt, in the
     folder or in ``tokenizer/``). ``path`` may also be the .pt file itself."""
@@ -595,7 +618,9 @@ def load_hps(path, device="cpu", dtype=torch.float32, version=None, batch_size=1
     return v
 
 
-def load_clip_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, scale="cosine", **_):
+def load_clip_score(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                    dtype: torch.dtype = torch.float32, batch_size: int = 16, cache_size: int = 256, scale: str = "cosine",
+                    **_: Any) -> CLIPScoreVerifier:
     """Layout: a CLIP folder saved with ``save_pretrained`` (config.json, model.safetensors, tokenizer files,
     preprocessor_config.json optional). ``scale``: "cosine" (default), "hessel" or "torchmetrics" (``CLIPScoreVerifier``;
     checked before any file is read). Pixels as the scale's original computes them: "torchmetrics", the folder's
@@ -611,7 +636,9 @@ def load_clip_score(path, device="cpu", dtype=torch.float32, batch_size=16, cach
                              cache_size=cache_size)
 
 
-def load_pick_score(path, device="cpu", dtype=torch.float32, batch_size=16, cache_size=256, **_):
+def load_pick_score(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                    dtype: torch.dtype = torch.float32, batch_size: int = 16, cache_size: int = 256,
+                    **_: Any) -> PickScoreVerifier:
     """Layout: the PickScore_v1 ``CLIPModel`` folder with the CLIP-H tokenizer and preprocessor files copied in.
     Pixels as PickScore's scoring code computes them: ``AutoProcessor`` of laion/CLIP-ViT-H-14, a transformers
     CLIPImageProcessor (PIL backend)."""
@@ -619,8 +646,10 @@ def load_pick_score(path, device="cpu", dtype=torch.float32, batch_size=16, cach
     return PickScoreVerifier(model, tok, pre, weights_id=str(path), device=device, dtype=dtype, batch_size=batch_size, cache_size=cache_size)
 
 
-def load_clip_zero_shot(path, device="cpu", dtype=torch.float32, class_names=None, templates=None, output="logit", batch_size=16,
-                        cache_size=1024, **_):
+def load_clip_zero_shot(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                        dtype: torch.dtype = torch.float32, class_names: Union[Sequence[str], str, os.PathLike, None] = None,
+                        templates: Union[str, Sequence[str], None] = None, output: str = "logit", batch_size: int = 16,
+                        cache_size: int = 1024, **_: Any) -> CLIPZeroShotVerifier:
     """Layout: a CLIP folder (as ``clip_score``); ``class_names`` (list or text file; default the ImageNet names;
     a ``classnames.txt`` in the folder is used when present), ``templates`` ('imagenet80', 'simple' or a list).
     Pixels as OpenAI CLIP's zero-shot ImageNet notebook computes them: ``clip.load``'s preprocess, torchvision Resize +

@@ -16,6 +16,10 @@ against every candidate seen so far; ``search.scoring.PooledScorer`` keeps that 
 and re-ranks the whole pool at the end. ``rank_pool(raw_scores_dict)`` is the pure function behind both.
 """
 
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
 import torch
 
 from .base import Verifier, broadcast_conditions, check_images
@@ -25,7 +29,7 @@ __all__ = ['RULES', 'unique_names', 'ranks', 'zscores', 'rank_pool', 'EnsembleVe
 RULES = ("mean_rank", "zscore")
 
 
-def unique_names(names):
+def unique_names(names: Sequence[str]) -> list[str]:
     """Member names made unique in order: a repeated ``name`` becomes ``name#2``, ``name#3``, ... (the one place
     ensemble members are named, for the Verifier ensembles here and the search's pooled scorer)."""
     out = []
@@ -37,7 +41,7 @@ def unique_names(names):
     return out
 
 
-def ranks(scores):
+def ranks(scores: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
     """Ascending ranks 1..N (best = N); ties share their average rank. Exact in float64."""
     s = torch.as_tensor(scores, dtype=torch.float64).flatten()
     if not torch.isfinite(s).all():
@@ -48,7 +52,7 @@ def ranks(scores):
     return below + (upto - below + 1) / 2
 
 
-def zscores(scores):
+def zscores(scores: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
     s = torch.as_tensor(scores, dtype=torch.float64).flatten()
     if not torch.isfinite(s).all():
         raise ValueError(f"cannot standardise non-finite scores: {s.tolist()}")
@@ -60,7 +64,8 @@ def zscores(scores):
     return (s - s.mean()) / sd
 
 
-def rank_pool(raw, rule="mean_rank", weights=None):
+def rank_pool(raw: Mapping[str, Union[torch.Tensor, Sequence[float]]], rule: str = "mean_rank",
+              weights: Optional[Mapping[str, float]] = None) -> torch.Tensor:
     """Combine ``{member name: raw scores [N]}`` over the pool of N candidates -> float64 [N] (higher is better)."""
     if rule not in RULES:
         raise ValueError(f"ensemble rule must be one of {RULES}, got {rule!r}")
@@ -85,7 +90,8 @@ class EnsembleVerifier(Verifier):
 
     name = "ensemble"
 
-    def __init__(self, members, rule="mean_rank", weights=None, weights_id=""):
+    def __init__(self, members: Union[dict[str, Verifier], Sequence[Verifier]], rule: str = "mean_rank",
+                 weights: Optional[Mapping[str, float]] = None, weights_id: str = "") -> None:
         if rule not in RULES:
             raise ValueError(f"ensemble rule must be one of {RULES}, got {rule!r}")
         if isinstance(members, dict):
@@ -111,13 +117,14 @@ class EnsembleVerifier(Verifier):
         kinds = {m.condition for m in self.members.values()} - {None}
         self.condition = kinds.pop() if len(kinds) == 1 else (None if not kinds else "mixed")
 
-    def describe(self):
+    def describe(self) -> dict:
         d = super().describe()
         d["rule"], d["members"] = self.rule, {k: m.describe() for k, m in self.members.items()}
         return d
 
     @torch.no_grad()
-    def raw_scores(self, images, conditions=None, early=None):
+    def raw_scores(self, images: torch.Tensor, conditions: Union[str, int, Sequence, torch.Tensor, None] = None,
+                   early: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """``{member: raw scores [B]}`` of this batch (each member batches internally)."""
         images = check_images(images)
         broadcast_conditions(conditions, images.shape[0])
@@ -129,10 +136,11 @@ class EnsembleVerifier(Verifier):
             out[k] = m.score(images, conds, early if m.needs_early else None).double()
         return out
 
-    def rank_pool(self, raw):
+    def rank_pool(self, raw: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return rank_pool(raw, self.rule, self.weights)
 
-    def score(self, images, conditions=None, early=None):
+    def score(self, images: torch.Tensor, conditions: Union[str, int, Sequence, torch.Tensor, None] = None,
+              early: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Scores of this batch ranked within the batch (a pool of its own); see ``score_pool`` for chunked search."""
         return self.rank_pool(self.raw_scores(images, conditions, early)).float()
 

@@ -8,7 +8,10 @@
   DINO, CLIP or any feature extractor; ``needs_early = True``: the search core hands it ``Batch.early``.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -27,7 +30,7 @@ DINO_SOURCE = ("huggingface.co/facebook/dinov2-small (or -base/-large/-giant; th
 DINO_EXPECTED = ["config.json", "model.safetensors", "a linear head file (*linear*head*.pth or head.safetensors: weight [classes, D|2D|5D], bias)"]
 
 
-def dino_preprocess(folder):
+def dino_preprocess(folder: str) -> ImagePreprocess:
     """DINOv2's evaluation transform (``make_classification_eval_transform`` of facebookresearch/dinov2, which its
     linear heads were evaluated with): torchvision ``Resize(256, BICUBIC)`` and ``CenterCrop(224)`` on the PIL image
     (rounded crop offset), ImageNet mean/std. Sizes, mean, std and filter come from the folder's image-processor
@@ -37,7 +40,8 @@ def dino_preprocess(folder):
     return ImagePreprocess(224, 256, IMAGENET_MEAN, IMAGENET_STD, crop_offset="round")
 
 
-def load_dino_folder(path, verifier="dino_linear", source=DINO_SOURCE, expected=None):
+def load_dino_folder(path: Union[str, os.PathLike], verifier: str = "dino_linear", source: str = DINO_SOURCE,
+                     expected: Optional[Sequence[str]] = None) -> tuple[nn.Module, ImagePreprocess]:
     from transformers import Dinov2Model
 
     folder = files.as_folder(path, verifier, expected or DINO_EXPECTED, source)
@@ -52,11 +56,11 @@ class DinoFeatures(nn.Module):
     """Dinov2Model -> head input: ``blocks=1`` CLS; ``avgpool`` adds the mean patch token; ``blocks=4`` concatenates
     the layer-normed CLS of the last 4 layers (DINOv2's ``create_linear_input``)."""
 
-    def __init__(self, model, blocks=1, avgpool=True):
+    def __init__(self, model: nn.Module, blocks: int = 1, avgpool: bool = True) -> None:
         super().__init__()
         self.model, self.blocks, self.avgpool = model, int(blocks), bool(avgpool)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=x, output_hidden_states=self.blocks > 1)
         last = out.last_hidden_state
         if self.blocks > 1:
@@ -68,7 +72,7 @@ class DinoFeatures(nn.Module):
         return torch.cat(cls, dim=-1)
 
 
-def head_layout(in_features, dim):
+def head_layout(in_features: int, dim: int) -> tuple[int, bool]:
     """(blocks, avgpool) from a head's input width and the backbone width."""
     layouts = {dim: (1, False), 2 * dim: (1, True), 5 * dim: (4, True), 4 * dim: (4, False)}
     if in_features not in layouts:
@@ -76,7 +80,7 @@ def head_layout(in_features, dim):
     return layouts[in_features]
 
 
-def load_linear_head(path, verifier, expected, source):
+def load_linear_head(path: str, verifier: str, expected: Sequence[str], source: str) -> nn.Linear:
     sd = files.load_torch_file(path, verifier, expected, source)
     if isinstance(sd, nn.Module):
         sd = sd.state_dict()
@@ -100,7 +104,9 @@ class DinoLinearVerifier(Verifier):
     name = "dino_linear"
     condition = "class"
 
-    def __init__(self, model, head, preprocess, weights_id="", device="cpu", dtype=torch.float32, batch_size=16, output="logit"):
+    def __init__(self, model: nn.Module, head: nn.Linear, preprocess: ImagePreprocess, weights_id: str = "",
+                 device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 16,
+                 output: str = "logit") -> None:
         super().__init__(weights_id, device, dtype, batch_size, 0)
         if output not in ("logit", "log_prob"):
             raise ValueError(f"output must be 'logit' or 'log_prob', got {output!r}")
@@ -109,11 +115,11 @@ class DinoLinearVerifier(Verifier):
         self.head = head.to(self.device, dtype).eval()
         self.preprocess, self.output, self.num_classes = preprocess, output, head.out_features
 
-    def check_conditions(self, conds):
+    def check_conditions(self, conds: list) -> list:
         class_ids(conds, self.num_classes)
         return conds
 
-    def logits(self, images):
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.preprocess(images, self.device, self.dtype))).float()
 
     def _score(self, images, conditions, early):
@@ -124,7 +130,7 @@ class DinoLinearVerifier(Verifier):
         return logits[torch.arange(len(ids)), torch.tensor(ids, device=logits.device)]
 
 
-def find_head(folder, verifier, expected, source):
+def find_head(folder: str, verifier: str, expected: Sequence[str], source: str) -> str:
     names = sorted(n for n in os.listdir(folder) if "head" in n and n.endswith((".pth", ".pt", ".safetensors")))
     if not names:
         raise files.missing_error(verifier, "a linear head file (*head*.pth / *head*.safetensors)", folder, expected, source)
@@ -133,7 +139,9 @@ def find_head(folder, verifier, expected, source):
     return os.path.join(folder, names[0])
 
 
-def load_dino_linear(path, device="cpu", dtype=torch.float32, head=None, output="logit", batch_size=16, **_):
+def load_dino_linear(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                     dtype: torch.dtype = torch.float32, head: Optional[str] = None, output: str = "logit",
+                     batch_size: int = 16, **_: Any) -> DinoLinearVerifier:
     """Layout: a Dinov2Model folder (config.json, model.safetensors) holding the linear head file
     (``dinov2_vits14_linear_head.pth`` or any ``*head*.pth``/``.safetensors``; choose with ``head=``)."""
     name = "dino_linear"
@@ -165,7 +173,8 @@ class SelfSupervisedVerifier(Verifier):
     condition = None
     needs_early = True
 
-    def __init__(self, features, weights_id="", device="cpu", dtype=torch.float32, batch_size=16):
+    def __init__(self, features: Callable[[torch.Tensor], torch.Tensor], weights_id: str = "",
+                 device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 16) -> None:
         super().__init__(weights_id, device, dtype, batch_size, 0)
         self.features = features
 
@@ -181,29 +190,32 @@ class SelfSupervisedVerifier(Verifier):
 class DinoCLS(nn.Module):
     """IMAGE -> DINOv2 CLS feature (layer-normed, the backbone's ``pooler_output``)."""
 
-    def __init__(self, model, preprocess, device, dtype):
+    def __init__(self, model: nn.Module, preprocess: ImagePreprocess, device: Union[str, torch.device],
+                 dtype: torch.dtype) -> None:
         super().__init__()
         self.model, self.preprocess, self.device, self.dtype = model.to(device, dtype).eval(), preprocess, device, dtype
 
     @torch.no_grad()
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=self.preprocess(images, self.device, self.dtype)).pooler_output
 
 
 class CLIPImageEmbeds(nn.Module):
     """IMAGE -> CLIP image embedding (projected)."""
 
-    def __init__(self, model, preprocess, device, dtype):
+    def __init__(self, model: nn.Module, preprocess: ImagePreprocess, device: Union[str, torch.device],
+                 dtype: torch.dtype) -> None:
         super().__init__()
         self.model, self.preprocess, self.device, self.dtype = model.to(device, dtype).eval(), preprocess, device, dtype
 
     @torch.no_grad()
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.model.vision_model(pixel_values=self.preprocess(images, self.device, self.dtype)).pooler_output
         return self.model.visual_projection(pooled)
 
 
-def load_self_supervised(path, device="cpu", dtype=torch.float32, batch_size=16, **_):
+def load_self_supervised(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                         dtype: torch.dtype = torch.float32, batch_size: int = 16, **_: Any) -> SelfSupervisedVerifier:
     """Layout: a DINOv2 folder (``Dinov2Model``: CLS features, the paper's DINO space) or a CLIP folder
     (``CLIPModel`` / ``CLIPVisionModelWithProjection``: image embeddings); the kind is read from config.json.
     Ma et al. publish no code for this verifier, so each backbone sees its own reference preprocessing: DINOv2's

@@ -6,9 +6,12 @@ unreadable one :class:`CorruptWeightsError`; both name the file, the folder, the
 there and where users obtain them.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import struct
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -35,19 +38,20 @@ def _expected(expected):
     return ", ".join(expected) if expected else "(nothing listed)"
 
 
-def missing_error(verifier, what, folder, expected, source):
+def missing_error(verifier: str, what: str, folder: str, expected: Sequence[str], source: str) -> MissingWeightsError:
     return MissingWeightsError(
         f"{verifier} verifier: {what} not found in {folder} (expected there: {_expected(expected)}; get them from {source})")
 
 
-def corrupt_error(verifier, path, reason, expected, source):
+def corrupt_error(verifier: str, path: str, reason: Union[str, BaseException], expected: Sequence[str],
+                  source: str) -> CorruptWeightsError:
     folder = os.path.dirname(os.path.abspath(path))
     return CorruptWeightsError(
         f"{verifier} verifier: {os.path.basename(path)} in {folder} is corrupt or unreadable ({reason}); "
         f"expected there: {_expected(expected)}; download it again from {source}")
 
 
-def as_folder(path, verifier, expected, source):
+def as_folder(path: Union[str, os.PathLike], verifier: str, expected: Sequence[str], source: str) -> str:
     """The folder ``path`` names (or holds ``path`` when it is a file); it must exist."""
     path = os.path.abspath(os.path.expanduser(str(path)))
     if os.path.isdir(path):
@@ -57,7 +61,8 @@ def as_folder(path, verifier, expected, source):
     raise missing_error(verifier, f"the folder {os.path.basename(path) or path}", os.path.dirname(path), expected, source)
 
 
-def find_file(folder, names, verifier, expected, source, what=None):
+def find_file(folder: str, names: Sequence[str], verifier: str, expected: Sequence[str], source: str,
+              what: Optional[str] = None) -> str:
     """First of ``names`` present in ``folder`` (names may contain ``/`` for sub-folders)."""
     for n in names:
         p = os.path.join(folder, n)
@@ -66,7 +71,7 @@ def find_file(folder, names, verifier, expected, source, what=None):
     raise missing_error(verifier, what or " or ".join(names), folder, expected, source)
 
 
-def check_safetensors(path, verifier, expected, source):
+def check_safetensors(path: str, verifier: str, expected: Sequence[str], source: str) -> str:
     """Header and size check of a .safetensors file (catches truncated downloads) without reading tensors."""
     try:
         size = os.path.getsize(path)
@@ -86,7 +91,7 @@ def check_safetensors(path, verifier, expected, source):
     return path
 
 
-def check_json(path, verifier, expected, source):
+def check_json(path: str, verifier: str, expected: Sequence[str], source: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -97,7 +102,7 @@ def check_json(path, verifier, expected, source):
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format since torch 1.6
 
 
-def is_zip_checkpoint(path):
+def is_zip_checkpoint(path: str) -> bool:
     """True when ``path`` starts with the zip magic, i.e. ``torch.save``'s zip format (the only one ``mmap`` can
     read); False for the legacy format (``_use_new_zipfile_serialization=False``, torch < 1.6) or anything else."""
     try:
@@ -107,7 +112,7 @@ def is_zip_checkpoint(path):
         return False
 
 
-def load_torch_file(path, verifier, expected, source, allow_pickle=False):
+def load_torch_file(path: str, verifier: str, expected: Sequence[str], source: str, allow_pickle: bool = False) -> Any:
     """``torch.load`` of a .pt/.pth/.bin (``weights_only=True`` unless ``allow_pickle``) or a .safetensors file.
     Zip-format files are memory-mapped; legacy (non-zip) files, which ``mmap`` cannot read, load without it,
     under the same ``weights_only`` rule."""
@@ -128,7 +133,8 @@ HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
-def check_hf_folder(folder, verifier, source, need_tokenizer=False, extra_expected=()):
+def check_hf_folder(folder: str, verifier: str, source: str, need_tokenizer: bool = False,
+                    extra_expected: Sequence[str] = ()) -> dict:
     """Check a transformers ``save_pretrained`` folder: config.json, weights (sharded too), tokenizer files."""
     expected = ["config.json", "model.safetensors (or pytorch_model.bin)"]
     if need_tokenizer:
@@ -154,7 +160,7 @@ def check_hf_folder(folder, verifier, source, need_tokenizer=False, extra_expect
     return cfg
 
 
-def from_pretrained(cls, folder, verifier, source, **kw):
+def from_pretrained(cls: Any, folder: str, verifier: str, source: str, **kw: Any) -> Any:
     """``cls.from_pretrained(folder, local_files_only=True)`` with transformers' misleading errors rewritten."""
     try:
         return cls.from_pretrained(folder, local_files_only=True, **kw)

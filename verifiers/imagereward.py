@@ -19,15 +19,23 @@ Score, as ``ImageReward.score``: the text encoder runs on the prompt (BERT-base-
 padded to 35 tokens) cross-attending to the image tokens; ``(mlp(CLS) - 0.16717362830052426) / 1.0333394966054072``.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import warnings
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import torch
 
 from . import files
 from .base import CLIP_MEAN, CLIP_STD, ImagePreprocess, Verifier
 from .clip import load_reward_mlp
+
+if TYPE_CHECKING:  # the types only (transformers is imported where a loader needs it)
+    from transformers import BertTokenizer, BlipConfig, PreTrainedTokenizerBase
+
+    from .clip import RewardMLP
 
 __all__ = ['SOURCE', 'EXPECTED', 'MAX_LENGTH', 'UNUSED', 'HEAD_KEYS', 'VISION_FIXED', 'BLOCK_RENAMES', 'convert_key',
            'original_key', 'convert_image_reward_state_dict', 'blip_config', 'build_tokenizer',
@@ -48,7 +56,7 @@ VISION_FIXED = {"cls_token": "embeddings.class_embedding", "pos_embed": "embeddi
 BLOCK_RENAMES = (("norm1.", "layer_norm1."), ("norm2.", "layer_norm2."), ("attn.qkv.", "self_attn.qkv."), ("attn.proj.", "self_attn.projection."))
 
 
-def convert_key(k):
+def convert_key(k: str) -> Optional[str]:
     """One ``ImageReward.pt`` key -> its ``BlipForImageTextRetrieval`` key (None: dropped); a ``visual_encoder`` key
     the ViT does not have comes back as ``visual_encoder.<key>`` (then unexpected, ignored as the original does)."""
     if k.startswith("blip."):
@@ -70,7 +78,7 @@ def convert_key(k):
     return k
 
 
-def original_key(k):
+def original_key(k: str) -> str:
     """The ``ImageReward.pt`` name of a ``BlipForImageTextRetrieval`` key (the inverse of ``convert_key``)."""
     if k.startswith("vision_model."):
         k = k[len("vision_model."):]
@@ -88,7 +96,7 @@ def original_key(k):
     return "blip." + k
 
 
-def convert_image_reward_state_dict(sd):
+def convert_image_reward_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """-> (blip_sd for ``BlipForImageTextRetrieval``, head_sd with ``layers.*`` of the reward MLP)."""
     blip, head = {}, {}
     for k, v in sd.items():
@@ -101,7 +109,8 @@ def convert_image_reward_state_dict(sd):
     return blip, head
 
 
-def blip_config(sd, med_config, vision_heads=None):
+def blip_config(sd: Mapping[str, torch.Tensor], med_config: Mapping[str, Any],
+                vision_heads: Optional[int] = None) -> BlipConfig:
     """``BlipConfig`` for ImageReward: text from ``med_config.json``, vision dims read from the weights
     (ViT-L/16 for the published model: 1024 wide, 24 layers, 16 heads, eps 1e-6)."""
     from transformers import BlipConfig
@@ -124,7 +133,7 @@ def blip_config(sd, med_config, vision_heads=None):
     return BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=proj, projection_dim=proj)
 
 
-def build_tokenizer(vocab_file):
+def build_tokenizer(vocab_file: str) -> BertTokenizer:
     """bert-base-uncased + bos ``[DEC]`` + additional special ``[ENC]`` (BLIP's ``init_tokenizer``)."""
     from transformers import BertTokenizer
 
@@ -138,7 +147,10 @@ class ImageRewardVerifier(Verifier):
     name = "image_reward"
     condition = "prompt"
 
-    def __init__(self, model, mlp, tokenizer, preprocess=None, weights_id="", device="cpu", dtype=torch.float32, batch_size=8, cache_size=256):
+    def __init__(self, model: torch.nn.Module, mlp: RewardMLP, tokenizer: PreTrainedTokenizerBase,
+                 preprocess: Optional[ImagePreprocess] = None, weights_id: str = "",
+                 device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 8,
+                 cache_size: int = 256) -> None:
         super().__init__(weights_id, device, dtype, batch_size, cache_size)
         self.model = model.to(self.device, dtype).eval()
         self.mlp = mlp.to(self.device, dtype).eval()
@@ -146,7 +158,7 @@ class ImageRewardVerifier(Verifier):
         # ImageReward.ImageReward._transform: torchvision Resize(224, BICUBIC) + CenterCrop(224) on the PIL image, CLIP mean/std
         self.preprocess = preprocess or ImagePreprocess(model.config.vision_config.image_size, mean=CLIP_MEAN, std=CLIP_STD, crop_offset="round")
 
-    def tokenize(self, prompts):
+    def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and masks of distinct prompts, cached (the text runs with the image, so only tokens are cached)."""
         def enc(ps):
             t = self.tokenizer(list(ps), padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
@@ -155,7 +167,7 @@ class ImageRewardVerifier(Verifier):
         return both[:, 0], both[:, 1]
 
     @torch.no_grad()
-    def reward(self, pixel_values, input_ids, attention_mask):
+    def reward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         emb = self.model.vision_model(pixel_values=pixel_values)[0]
         atts = torch.ones(emb.shape[:-1], dtype=torch.long, device=emb.device)
         out = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=emb,
@@ -168,7 +180,8 @@ class ImageRewardVerifier(Verifier):
         return self.reward(self.preprocess(images, self.device, self.dtype), ids, mask)
 
 
-def check_keys(res, sd, head_sd, config, ckpt):
+def check_keys(res: Any, sd: Mapping[str, torch.Tensor], head_sd: Mapping[str, torch.Tensor], config: BlipConfig,
+               ckpt: str) -> None:
     """Missing / unexpected keys of the converted checkpoint, judged as the module docstring says (names as in the file)."""
     name = "image_reward"
     original = {convert_key(k): k for k in sd if not k.startswith("mlp.")}
@@ -188,7 +201,9 @@ def check_keys(res, sd, head_sd, config, ckpt):
                       f"{' ...' if len(ignored) > 6 else ''}", UserWarning, stacklevel=3)
 
 
-def load_image_reward(path, device="cpu", dtype=torch.float32, batch_size=8, vision_heads=None, vocab=None, **_):
+def load_image_reward(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                      dtype: torch.dtype = torch.float32, batch_size: int = 8, vision_heads: Optional[int] = None,
+                      vocab: Optional[str] = None, **_: Any) -> ImageRewardVerifier:
     """Layout: ``<path>/ImageReward.pt``, ``<path>/med_config.json``, ``<path>/vocab.txt`` (or ``tokenizer/vocab.txt``);
     ``path`` may be the .pt file itself."""
     from transformers import BlipForImageTextRetrieval

@@ -19,7 +19,10 @@ ensemble           members=[verifier objects or (name, path[, opts])], rule='mea
 =================  ======================================================================================
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -32,14 +35,19 @@ from .features import load_dino_linear, load_self_supervised
 from .imagereward import load_image_reward
 from .vlm import load_vlm_grader
 
+if TYPE_CHECKING:  # the types only
+    from .base import Verifier
+
 __all__ = ['CLASSIFIER_SOURCE', 'load_classifier', 'load_ensemble', 'LOADERS', 'SOURCES', 'SCALES', 'available',
            'load_verifier']
 
 CLASSIFIER_SOURCE = "any transformers image classifier saved with save_pretrained, or torch.export.save / torch.jit.save of a torch classifier"
 
 
-def load_classifier(path, device="cpu", dtype=torch.float32, num_classes=None, size=224, resize=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    output="logit", batch_size=64, **_):
+def load_classifier(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                    dtype: torch.dtype = torch.float32, num_classes: Optional[int] = None, size: int = 224,
+                    resize: Optional[int] = None, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                    output: str = "logit", batch_size: int = 64, **_: Any) -> ClassifierVerifier:
     """Layout: a transformers ``*ForImageClassification`` folder (config.json, model.safetensors, preprocessor_config.json
     optional), or a file: ``torch.export.save`` program (``.pt2``) or TorchScript (``.pt``/``.ts``); for a file give
     ``num_classes``, ``size``, ``mean``, ``std``."""
@@ -71,7 +79,9 @@ def load_classifier(path, device="cpu", dtype=torch.float32, num_classes=None, s
                               output=output)
 
 
-def load_ensemble(path=None, device="cpu", dtype=torch.float32, members=(), rule="mean_rank", weights=None, **_):
+def load_ensemble(path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "cpu",
+                  dtype: torch.dtype = torch.float32, members: Sequence[Union[Verifier, tuple, list]] = (),
+                  rule: str = "mean_rank", weights: Optional[Mapping[str, float]] = None, **_: Any) -> EnsembleVerifier:
     """``members``: verifier objects, or ``(name, path)`` / ``(name, path, opts)`` tuples loaded here."""
     built = []
     for m in members:
@@ -114,12 +124,13 @@ SOURCES = {
 SCALES = {"clip_score": CLIP_SCORE_SCALES}  # verifiers with a ``scale=`` option, and its values
 
 
-def available():
+def available() -> list[str]:
     """Names ``load_verifier`` accepts."""
     return list(LOADERS)
 
 
-def load_verifier(name, path=None, device="cpu", dtype=torch.float32, **opts):
+def load_verifier(name: str, path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "cpu",
+                  dtype: Union[torch.dtype, str] = torch.float32, **opts: Any) -> Verifier:
     """Load verifier ``name`` from a local folder or file ``path`` (never from a hub).
 
     Raises ``ValueError`` for an unknown name (listing the valid ones) or a ``scale=`` the verifier does not have,

@@ -7,14 +7,21 @@ P(yes) sums the probabilities of the "Yes"/"yes" tokens (likewise "No"/"no"), so
 from the image token id.
 """
 
+from __future__ import annotations
+
 import inspect
 import os
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from . import files
 from .base import Verifier, to_uint8
+
+if TYPE_CHECKING:  # the types only (PIL and transformers are imported where they are needed)
+    from PIL import Image
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ['SOURCE', 'EXPECTED', 'QUESTION', 'to_pil', 'ImageTokenProcessor', 'VLMGraderVerifier', 'load_vlm_grader']
 
@@ -24,7 +31,7 @@ EXPECTED = ["config.json", "model.safetensors", "tokenizer.json (or vocab.json +
 QUESTION = "Does this image show {prompt}? Answer yes or no."
 
 
-def to_pil(images):
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """IMAGE -> PIL images with the pixels of the PNG ComfyUI's SaveImage writes (``base.to_uint8``), as the
     original VLM scorers read a saved file."""
     from PIL import Image
@@ -38,15 +45,17 @@ class ImageTokenProcessor:
     ``Qwen2VLProcessor`` needs a video processor, which needs torchvision): each image token in the text is
     expanded to ``prod(image_grid_thw) // merge_size**2`` copies, and ``mm_token_type_ids`` marks them 1."""
 
-    def __init__(self, image_processor, tokenizer, image_token="<|image_pad|>", chat_template=None):
+    def __init__(self, image_processor: Any, tokenizer: PreTrainedTokenizerBase, image_token: str = "<|image_pad|>",
+                 chat_template: Optional[str] = None) -> None:
         self.image_processor, self.tokenizer, self.image_token = image_processor, tokenizer, image_token
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
 
-    def apply_chat_template(self, messages, **kw):
+    def apply_chat_template(self, messages: list[dict], **kw: Any) -> Any:
         return self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template, **kw)
 
-    def __call__(self, text, images, return_tensors="pt", padding=True, **kw):
+    def __call__(self, text: Sequence[str], images: Sequence[Image.Image], return_tensors: str = "pt",
+                 padding: Union[bool, str] = True, **kw: Any) -> dict:
         vis = self.image_processor(images=images, return_tensors="pt", **kw)
         merge = getattr(self.image_processor, "merge_size", 1) ** 2
         counts = (vis["image_grid_thw"].prod(-1) // merge).tolist()
@@ -69,8 +78,9 @@ class VLMGraderVerifier(Verifier):
     name = "vlm_grader"
     condition = "prompt"
 
-    def __init__(self, model, processor, question=QUESTION, yes=("Yes", "yes"), no=("No", "no"), weights_id="", device="cpu",
-                 dtype=torch.float32, batch_size=4, max_pixels=None):
+    def __init__(self, model: torch.nn.Module, processor: Any, question: str = QUESTION, yes: Sequence[str] = ("Yes", "yes"),
+                 no: Sequence[str] = ("No", "no"), weights_id: str = "", device: Union[str, torch.device] = "cpu",
+                 dtype: torch.dtype = torch.float32, batch_size: int = 4, max_pixels: Optional[int] = None) -> None:
         super().__init__(weights_id, device, dtype, batch_size, 0)
         if "{prompt}" not in question:
             raise ValueError(f"question must contain '{{prompt}}', got {question!r}")
@@ -94,7 +104,7 @@ class VLMGraderVerifier(Verifier):
                 ids.append(t[0])
         return ids
 
-    def text_for(self, prompt):
+    def text_for(self, prompt: str) -> str:
         q = self.question.format(prompt=prompt)
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
         if getattr(self.processor, "chat_template", None):
@@ -124,7 +134,9 @@ class VLMGraderVerifier(Verifier):
         return torch.sigmoid(ly - ln)
 
 
-def load_vlm_grader(path, device="cpu", dtype=torch.float32, question=QUESTION, batch_size=4, max_pixels=None, **_):
+def load_vlm_grader(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                    dtype: torch.dtype = torch.float32, question: str = QUESTION, batch_size: int = 4,
+                    max_pixels: Optional[int] = None, **_: Any) -> VLMGraderVerifier:
     """Layout: an image-text-to-text model folder saved with ``save_pretrained`` (model + processor + tokenizer)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
