@@ -17,7 +17,7 @@ is judged on this decomposed CPU ratio (on a shared 2-core machine the raw ratio
   ``comfy.sample.sample`` + ``vae.decode`` + the verifier.
 
     python benchmarks/p1_overhead.py
-    COMFYUI_PATH=/work/comfyui /work/cvenv/bin/python benchmarks/p1_overhead.py
+    COMFYUI_PATH=~/comfyui ~/cvenv/bin/python benchmarks/p1_overhead.py
 
 Prints JSON. Target: ratio <= 1.03.
 """

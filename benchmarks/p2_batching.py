@@ -11,7 +11,7 @@ speedup = time(batch 1) / time(batched), from medians of wall and process CPU ti
 The GPU target (>= 3x) cannot be measured here: ``"gpu": null``.
 
     python benchmarks/p2_batching.py
-    COMFYUI_PATH=/work/comfyui /work/cvenv/bin/python benchmarks/p2_batching.py
+    COMFYUI_PATH=~/comfyui ~/cvenv/bin/python benchmarks/p2_batching.py
 """
 
 import argparse

@@ -21,7 +21,7 @@ shows the measurement sees such growth.
   cfg 1, chunk 4, top-K 4, through the search node's adapters.
 
     python benchmarks/p3_memory.py
-    COMFYUI_PATH=/work/comfyui /work/cvenv/bin/python benchmarks/p3_memory.py
+    COMFYUI_PATH=~/comfyui ~/cvenv/bin/python benchmarks/p3_memory.py
 """
 
 import argparse

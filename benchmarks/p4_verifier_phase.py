@@ -11,7 +11,7 @@
    requested together with the diffusion model, and the text-tower calls over the whole node run.
 
     python benchmarks/p4_verifier_phase.py
-    COMFYUI_PATH=/work/comfyui /work/cvenv/bin/python benchmarks/p4_verifier_phase.py
+    COMFYUI_PATH=~/comfyui ~/cvenv/bin/python benchmarks/p4_verifier_phase.py
 """
 
 import argparse
