@@ -98,10 +98,7 @@ def test_image_reward_tokenizer_from_real_bert_vocab():
 
 @pytest.fixture(scope="module")
 def real_clip_tok_dir():
-    d = S.real_clip_tokenizer_dir()
-    if d is None:
-        pytest.skip("could not obtain CLIP's BPE merges (pip download --no-deps open_clip_torch failed: offline?)")
-    return d
+    return S.real_clip_tokenizer_dir_or_skip()
 
 
 def test_real_clip_bpe_tokenizer_matches_open_clip_ids(real_clip_tok_dir):

@@ -58,18 +58,6 @@ PROMPTS = [
 ]
 
 
-def _download(spec, dest):
-    with tempfile.TemporaryDirectory() as d:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", d, spec],
-                           capture_output=True, timeout=180)
-        wheels = [f for f in os.listdir(d) if f.endswith(".whl")]
-        if r.returncode != 0 or not wheels:
-            return False
-        with zipfile.ZipFile(os.path.join(d, wheels[0])) as z:
-            z.extractall(dest)
-    return True
-
-
 def reference_dirs():
     """(folder holding open_clip/tokenizer.py + its BPE, folder holding the ftfy package), cached; None if offline."""
     root = os.path.join(S.CACHE, "text_parity")
@@ -79,7 +67,7 @@ def reference_dirs():
             continue
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=root)
-        if not _download(spec, tmp):
+        if not S.download_wheel(spec, tmp):
             shutil.rmtree(tmp, ignore_errors=True)
             return None
         try:
@@ -121,10 +109,7 @@ def ref():
 
 @pytest.fixture(scope="module")
 def real_tok_dir():
-    d = S.real_clip_tokenizer_dir()
-    if d is None:
-        pytest.skip("could not obtain CLIP's BPE merges (pip download --no-deps open_clip_torch failed: offline?)")
-    return d
+    return S.real_clip_tokenizer_dir_or_skip()
 
 
 @pytest.fixture(scope="module")
