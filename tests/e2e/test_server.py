@@ -6,10 +6,7 @@ progress events and a cancel). Skipped without COMFYUI_PATH; see tests/README-co
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,6 +20,7 @@ COMFY = os.environ.get("COMFYUI_PATH")
 sys.path.insert(0, str(ROOT / "tests" / "nodes"))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 from tiny_models import import_comfy  # noqa: E402
+from comfy_server import http, running_server  # noqa: E402
 
 SKIP_REASON = import_comfy(COMFY)
 pytestmark = [pytest.mark.e2e, pytest.mark.comfy, pytest.mark.skipif(bool(SKIP_REASON), reason=SKIP_REASON or "")]
@@ -33,44 +31,6 @@ CHECKPOINT_NAMES = {"v1-5-pruned-emaonly-fp16.safetensors": "sd15", "scm_trigflo
 NODE_IDS = ["NoiseCandidatePool_NoiseSearch", "VerifierLoader_NoiseSearch", "VerifierScore_NoiseSearch", "RandomSearch_NoiseSearch",
             "ZeroOrderSearch_NoiseSearch", "PathSearch_NoiseSearch", "SCMSampler_NoiseSearch", "SCMSigmas_NoiseSearch",
             "TrigFlowModelSampling_NoiseSearch", "SaveImageWithProvenance_NoiseSearch"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(url, data=None, timeout=30):
-    req = urllib.request.Request(url, data=None if data is None else json.dumps(data).encode(),
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        body = r.read()
-    return json.loads(body) if body else None
-
-
-class Server:
-    def __init__(self, url, base, log, proc):
-        self.url, self.base, self.log, self.proc = url, base, log, proc
-
-    def post(self, graph, client_id=None):
-        try:
-            return http(self.url + "/prompt", {"prompt": graph, "client_id": client_id or uuid.uuid4().hex})
-        except urllib.error.HTTPError as err:
-            raise AssertionError(f"/prompt refused the graph: {err.read().decode()}") from err
-
-    def wait(self, prompt_id, timeout=600):
-        end = time.time() + timeout
-        while time.time() < end:
-            h = http(f"{self.url}/history/{prompt_id}")
-            if prompt_id in h and h[prompt_id].get("status", {}).get("completed") is not None:
-                st = h[prompt_id]["status"]
-                if st.get("status_str") in ("success", "error"):
-                    return h[prompt_id]
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server died:\n{self.log.read_text()[-4000:]}")
-            time.sleep(0.5)
-        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s:\n{self.log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -87,43 +47,8 @@ def server(tmp_path_factory):
     vdir.mkdir()
     from verifiers_support import save_tiny_clip
     save_tiny_clip(str(vdir / "clip-vit-large-patch14"))
-    custom = base / "custom_nodes"
-    custom.mkdir()
-    os.symlink(ROOT, custom / "noise_search")
-    for d in ("output", "temp", "input", "user"):
-        (base / d).mkdir()
-    yaml = base / "extra_model_paths.yaml"
-    yaml.write_text(f"noise_search_e2e:\n  base_path: {base / 'models'}\n  checkpoints: checkpoints\n  vae_approx: vae_approx\n"
-                    f"  verifiers: verifiers\n  custom_nodes: {custom}\n")
-    port = free_port()
-    log = base / "server.log"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-           "--preview-method", "none", "--output-directory", str(base / "output"), "--temp-directory", str(base / "temp"),
-           "--input-directory", str(base / "input"), "--user-directory", str(base / "user"),
-           "--database-url", f"sqlite:///{base / 'comfyui.db'}", "--extra-model-paths-config", str(yaml)]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=COMFY, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    srv = Server(url, base, log, proc)
-    try:
-        end = time.time() + 180
-        while True:
-            try:
-                http(url + "/system_stats", timeout=5)
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if proc.poll() is not None or time.time() > end:
-                    raise AssertionError(f"ComfyUI did not start:\n{log.read_text()[-4000:]}") from None
-                time.sleep(1)
+    with running_server(COMFY, base, base / "models", ["checkpoints", "vae_approx", "verifiers"]) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_pack_loads_and_registers_every_node(server):

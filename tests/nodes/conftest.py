@@ -75,3 +75,34 @@ def verifier(comfy_env):
         out = VerifierLoader.execute(name="tiny_cls.pt", kind="classifier", device="cpu", dtype="fp32",
                                      options='{"num_classes": 10, "size": 32}')
     return out.result[0]
+
+
+@pytest.fixture(scope="session")
+def family_root(comfy_env, tmp_path_factory):
+    """A models folder for the tiny families of tiny_families.py, registered with ComfyUI's loaders (built lazily;
+    several GB once the big ones are built, deleted at the end of the session)."""
+    import shutil
+    import folder_paths
+    root = tmp_path_factory.mktemp("comfy_families")
+    for kind in ("checkpoints", "diffusion_models", "text_encoders", "vae"):
+        (root / kind).mkdir()
+        folder_paths.add_model_folder_path(kind, str(root / kind))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_family(family_root):
+    """``tiny_family(name)`` -> the family built (once per session) and loaded through ComfyUI's loader nodes:
+    {"model", "clip", "vae", "positive", "negative", "latent", "cfg", "family"} (tiny_families.load). Names:
+    tiny_families.FAMILIES (flux_dev, flux_schnell, sdxl, pixart_sigma, sd35_medium, sd35_large, wan21_t2v, wan22_ti2v)."""
+    import tiny_families
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            fam = tiny_families.build(str(family_root), name, check=True)
+            cache[name] = tiny_families.load(fam)
+            cache[name]["detected"] = fam.detected
+        return cache[name]
+    return get

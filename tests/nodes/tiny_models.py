@@ -1,4 +1,4 @@
-"""Tiny random-weight checkpoints that ComfyUI's own loaders accept (comfy-host.md section 2).
+"""Tiny random-weight checkpoints that ComfyUI's own loaders accept (read from comfy/model_detection.py and comfy/supported_models.py).
 
 Built with ComfyUI's model classes, re-initialised from a fixed seed (ComfyUI's layers skip
 weight init), saved as fp16 safetensors:
