@@ -1,4 +1,5 @@
-"""The one-command demo: random, zero-order and path search on the embedded toy world.
+"""The one-command demo: random, zero-order and path search on the embedded toy world (and, when named in
+--algorithms, the searches beyond the paper: FK steering, evolutionary search, early pruning).
 
 For a chosen digit, each algorithm spends the same NFE budget on the class-conditional TrigFlow
 teacher (or the distilled sCM student) and the classifier-logit verifier picks the best noise.
@@ -15,6 +16,10 @@ from pathlib import Path
 from . import UsageError, output_folder
 
 ALGORITHMS = ("random", "zero_order", "paths")  # as toyworld/search.py runs them (not imported here: no torch for --help)
+BEYOND = ("fk", "evolution", "pruning")  # toyworld/beyond.py's: run only when --algorithms names them
+CHOICES = ALGORITHMS + BEYOND
+STEPWISE = ("paths", "fk", "pruning")  # they step the teacher's ODE: not with the sCM student
+NO_RESUME = ("paths", "fk", "pruning")  # an interrupted run of these re-runs (no --resume)
 DEFAULT_STEPS = {"teacher": 10, "student": 2}  # Heun-10 (19 NFE); the student was distilled for 2 steps
 PACK_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +36,9 @@ def add_parser(sub):
     p.add_argument("--digit", type=int, default=3, help="digit class 0-9 to generate (default 3)")
     p.add_argument("--budget", type=int, default=608, help="search NFE per algorithm (default 608 = 32 Heun-10 candidates)")
     p.add_argument("--algorithms", default=None,
-                   help="comma-separated subset of random,zero_order,paths (default: all three; with --generator student "
-                        "random,zero_order, as search over paths needs an ODE sampler)")
+                   help="comma-separated subset of random,zero_order,paths,fk,evolution,pruning (default: random,zero_order,"
+                        "paths; with --generator student random,zero_order, as search over paths needs an ODE sampler; "
+                        "fk, evolution and pruning, the searches beyond the paper, run when named here)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps per candidate (default: teacher 10 Heun steps; student 2, of 1-4)")
     p.add_argument("--generator", choices=("teacher", "student"), default="teacher",
@@ -48,7 +54,8 @@ def add_parser(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true",
                    help="continue runs interrupted with Ctrl-C from <out>/<algo>_interrupted.json: candidates already scored "
-                        "are not generated again and the result equals an uninterrupted run's (random, zero_order; paths re-runs)")
+                        "are not generated again and the result equals an uninterrupted run's (random, zero_order, evolution; "
+                        "paths, fk and pruning re-run)")
     p.set_defaults(run=run)
     return p
 
@@ -60,16 +67,18 @@ def _algorithms(args):
     if args.algorithms is None:
         return [a for a in ALGORITHMS if not (a == "paths" and args.generator == "student")]
     algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    bad = [a for a in algos if a not in ALGORITHMS]
+    bad = [a for a in algos if a not in CHOICES]
     if not algos or bad:
-        raise UsageError(f"--algorithms must be a comma-separated subset of {','.join(ALGORITHMS)}, got {args.algorithms!r}")
+        raise UsageError(f"--algorithms must be a comma-separated subset of {','.join(CHOICES)}, got {args.algorithms!r}")
     twice = sorted({a for a in algos if algos.count(a) > 1})
     if twice:
         raise UsageError(f"--algorithms names {', '.join(twice)} more than once (got {args.algorithms!r}); "
-                         f"give each of {','.join(ALGORITHMS)} at most once")
-    if args.generator == "student" and "paths" in algos:
-        raise UsageError("--algorithms paths needs an ODE sampler: use --generator teacher, or drop paths from --algorithms "
-                         "(the default for the student is random,zero_order)")
+                         f"give each of {','.join(CHOICES)} at most once")
+    stepwise = [a for a in algos if a in STEPWISE]
+    if args.generator == "student" and stepwise:
+        names = ",".join(stepwise)
+        raise UsageError(f"--algorithms {names} need{'s' if len(stepwise) == 1 else ''} an ODE sampler: use --generator "
+                         f"teacher, or drop {names} from --algorithms (the default for the student is random,zero_order)")
     return algos
 
 
@@ -100,6 +109,10 @@ def _min_budget(name, world, args):
     from ..toyworld.search import path_plan
 
     nfe = world.nfe_per_candidate
+    if name in BEYOND:
+        from ..toyworld.beyond import min_budget
+
+        return min_budget(world, name)
     if name == "random":
         return nfe, f"one candidate ({nfe} NFE: {args.generator}, {args.steps} steps)"
     if name == "zero_order":
@@ -124,7 +137,7 @@ def _clear_earlier_run(out, keep=()):
     """Remove what an earlier demo run wrote into ``out``: only the demo's own file names (RUN_FILES, RESULT_FILES,
     INTERRUPTED_FILES), never anything else kept there, so the folder shows this run's results alone.
     ``keep``: names to leave (the interrupted runs --resume continues). Returns the names removed."""
-    names = list(RUN_FILES) + [f.format(a) for a in ALGORITHMS for f in RESULT_FILES + INTERRUPTED_FILES]
+    names = list(RUN_FILES) + [f.format(a) for a in CHOICES for f in RESULT_FILES + INTERRUPTED_FILES]
     removed = []
     for name in names:
         if name not in keep and (out / name).is_file():
@@ -137,7 +150,7 @@ def _resume_inputs(args, algos):
     """The files --resume reads back (the interrupted random / zero-order runs): kept by the clean-up."""
     if not args.resume:
         return ()
-    return {f.format(a) for a in algos if a != "paths" for f in RESUME_INPUTS}
+    return {f.format(a) for a in algos if a not in NO_RESUME for f in RESUME_INPUTS}
 
 
 def _run_one(name, world, args, callbacks, resume_from=None):
@@ -270,9 +283,9 @@ def run(args):
                           f"{out / (_name + '_interrupted.json')})"
                 summary["interrupted"] = info
                 _write_summary(out, summary)
-                print(f"\ninterrupted: {msg}" + ("; re-run with --resume to continue" if _name != "paths" else ""), flush=True)
+                print(f"\ninterrupted: {msg}" + ("; re-run with --resume to continue" if _name not in NO_RESUME else ""), flush=True)
 
-            partial = _load_partial(out, name) if args.resume and name != "paths" else None
+            partial = _load_partial(out, name) if args.resume and name not in NO_RESUME else None
             t = time.perf_counter()
             result = _run_one(name, world, args, {"on_step": on_step, "on_interrupt": on_interrupt}, resume_from=partial)
             accounted.add(name)

@@ -1,3 +1,3 @@
 """search."""
 
-__all__ = ['candidates', 'evaluate', 'noise', 'paths', 'population', 'protocols', 'random_search', 'report', 'result', 'scoring', 'zero_order']  # the package's modules; import what you need from them
+__all__ = ['candidates', 'evaluate', 'evolution', 'fk_steering', 'noise', 'particle_recipe', 'paths', 'population', 'protocols', 'pruning', 'random_search', 'report', 'result', 'scoring', 'stepwise', 'zero_order']  # the package's modules; import what you need from them

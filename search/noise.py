@@ -295,10 +295,10 @@ def recipe_to_dict(recipe: Recipe) -> dict:
 
 def recipe_kind(d: Any) -> str:
     if not isinstance(d, dict):
-        raise ValueError(f"a recipe must be a dict with a 'kind' ('seed', 'neighbour' or 'path'), got {type(d).__name__}: {d!r}")
+        raise ValueError(f"a recipe must be a dict with a 'kind' ('seed', 'neighbour', 'path' or 'particle'), got {type(d).__name__}: {d!r}")
     kind = d.get("kind")
     if kind not in RECIPE_FIELDS:
-        raise ValueError(f"unknown recipe kind {kind!r}; expected 'seed', 'neighbour' or 'path'")
+        raise ValueError(f"unknown recipe kind {kind!r}; expected 'seed', 'neighbour', 'path' or 'particle'")
     return kind
 
 
@@ -321,7 +321,11 @@ def recipe_from_dict(d: dict, source: Optional[Recipe] = None) -> Recipe:
     """The inverse of ``recipe_to_dict`` (which also reads the nested form): built link by link from the root.
 
     ``source``: the recipe ``d`` is made from, when ``d`` holds only its own fields (a search result writes a
-    candidate whose pivot / parent is an earlier candidate that way, see ``search.result``)."""
+    candidate whose pivot / parent is an earlier candidate that way, see ``search.result``). FK steering's particle
+    recipes (``search.particle_recipe``) are read here too, so a search result of any algorithm reads back."""
+    if isinstance(d, dict) and d.get("kind") == "particle":
+        from .particle_recipe import particle_recipe_from_dict  # it builds on this module's Chained
+        return particle_recipe_from_dict(d, source)
     recipe = source
     for i, e in enumerate([d] if source is not None else chain_dicts(d)):
         kind = recipe_kind(e)

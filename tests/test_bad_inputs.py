@@ -211,7 +211,7 @@ CASES = {
     "S15": (lambda t: SeedRecipe(math.nan).make(SHAPE), ValueError, ["seed", f"[0, {MAX_SEED}]", "got nan"]),
     "S16": (lambda t: ps(seed="7"), ValueError, ["seed", f"[0, {MAX_SEED}]", "got '7'"]),
     "S17": (lambda t: recipe_from_dict({"kind": "beam", "seed": 1}), ValueError,
-            ["unknown recipe kind 'beam'", "'seed', 'neighbour' or 'path'"]),
+            ["unknown recipe kind 'beam'", "'seed', 'neighbour', 'path' or 'particle'"]),
     "S18": (lambda t: recipe_from_dict({"kind": "neighbour", "pivot": {"kind": "seed", "seed": 1}, "iteration": 0, "index": 0, "seed": 2}),
             ValueError, ["neighbour recipe is missing ['lam']", "'pivot', 'iteration', 'index', 'lam', 'seed'"]),
     "S19": (lambda t: make_noise_batch([], SHAPE), ValueError, ["candidate pool is empty", "at least one recipe"]),

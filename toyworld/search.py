@@ -4,6 +4,9 @@ The demo (``cli/demo.py``) and the fidelity study (``toyworld/fidelity``) both c
 
 Search over paths uses Ma et al.'s SiT times (``PATH_TIMES``) snapped to the world's grid, and the widest
 Paths-N (M re-noisings per path) whose exact NFE fits the budget.
+
+The searches beyond the paper (``BEYOND``: FK steering, evolutionary search, early pruning) run through
+``toyworld.beyond`` with its settings (``settings=`` overrides them).
 """
 
 from ..samplers.noise_space import EDM
@@ -13,6 +16,7 @@ from ..search.random_search import random_search
 from ..search.zero_order import zero_order_search
 
 ALGORITHMS = ("random", "zero_order", "paths")
+BEYOND = ("fk", "evolution", "pruning")  # toyworld.beyond's (not in ALGORITHMS: those are the fidelity study's)
 PATH_TIMES = (0.11, 0.78, 0.81)  # start sigma, delta_f, delta_b in SiT time (Ma et al. App. A.3)
 
 
@@ -34,7 +38,7 @@ def paths_width(sigmas, budget, paths, step_nfe, times=PATH_TIMES):
 
 
 def run_search(world, algorithm, *, seed, budget=None, candidates=None, top_k=1, chunk_size=16, neighbours=4, lam=0.95,
-               paths=2, path_times=PATH_TIMES, resume_from=None, on_step=None, on_interrupt=None):
+               paths=2, path_times=PATH_TIMES, resume_from=None, on_step=None, on_interrupt=None, settings=None):
     """Run ``algorithm`` (one of ``ALGORITHMS``) on ``world`` (a ToyWorld) from ``seed``; returns its SearchResult.
 
     The cost is given once, as an NFE ``budget`` or as a number of ``candidates`` (a random search of that many
@@ -42,9 +46,17 @@ def run_search(world, algorithm, *, seed, budget=None, candidates=None, top_k=1,
     ``candidates x world.nfe_per_candidate`` NFE). ``top_k``: candidates kept with their samples, at most as many
     as the algorithm keeps. ``neighbours``, ``lam``: ZO-N; ``paths``, ``path_times``: Paths-N. ``resume_from``:
     an interrupted result to continue (random and zero-order). ``on_step``, ``on_interrupt``: the search callbacks.
+    ``algorithm`` may also be one of ``BEYOND`` (``toyworld.beyond.run_beyond``; ``settings``: its settings over
+    ``toyworld.beyond.DEFAULTS``; evolution resumes too).
     """
     if (budget is None) == (candidates is None):
         raise ValueError("give the cost as an NFE budget or as a number of candidates (one of the two)")
+    if algorithm in BEYOND:
+        from .beyond import run_beyond
+
+        return run_beyond(world, algorithm, seed=seed, budget=budget, candidates=candidates, top_k=top_k,
+                          chunk_size=chunk_size, settings=settings, resume_from=resume_from, on_step=on_step,
+                          on_interrupt=on_interrupt)
     nfe = world.nfe_per_candidate
     common = dict(chunk_size=chunk_size, cfg_multiplier=world.cfg_multiplier, on_step=on_step, on_interrupt=on_interrupt)
     if algorithm == "random":
@@ -59,7 +71,7 @@ def run_search(world, algorithm, *, seed, budget=None, candidates=None, top_k=1,
                                  iterations=iterations, lam=lam, budget=budget, nfe_per_candidate=nfe, top_k=min(top_k, kept),
                                  resume_from=resume_from, **common)
     if algorithm != "paths":
-        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS + BEYOND)}, got {algorithm!r}")
     if resume_from is not None:
         raise ValueError("search over paths cannot resume an interrupted run; run it again")
     total = budget if budget is not None else candidates * nfe
