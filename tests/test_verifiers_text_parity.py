@@ -39,6 +39,7 @@ def _one_thread():
 
 
 FTFY_WHEEL = "ftfy==6.3.1"
+WCWIDTH_WHEEL = "wcwidth==0.2.13"
 EOT = 49407
 LONG = "a watercolor painting of " + ", ".join(f"a {c} {a}" for c in ("red", "blue", "green", "tiny", "huge", "striped", "golden")
                                                  for a in ("cat", "dog", "owl", "fox", "bear", "hare"))  # ~170 tokens
@@ -61,13 +62,13 @@ PROMPTS = [
 def reference_dirs():
     """(folder holding open_clip/tokenizer.py + its BPE, folder holding the ftfy package), cached; None if offline."""
     root = os.path.join(S.CACHE, "text_parity")
-    oc, ft = os.path.join(root, "open_clip_3.3.0"), os.path.join(root, "ftfy_6.3.1")
-    for path, spec in ((oc, S.OPEN_CLIP_WHEEL), (ft, FTFY_WHEEL)):
+    oc, ft = os.path.join(root, "open_clip_3.3.0"), os.path.join(root, "ftfy_6.3.1+wcwidth")
+    for path, specs in ((oc, [S.OPEN_CLIP_WHEEL]), (ft, [FTFY_WHEEL, WCWIDTH_WHEEL])):  # ftfy needs wcwidth
         if os.path.isdir(path):
             continue
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=root)
-        if not S.download_wheel(spec, tmp):
+        if not all(S.download_wheel(spec, tmp) for spec in specs):
             shutil.rmtree(tmp, ignore_errors=True)
             return None
         try:
