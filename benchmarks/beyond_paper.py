@@ -4,6 +4,14 @@ wanted digit as the verifier, 40 searches = digits 0-9 x repeats 0-3 from the F1
 
     python benchmarks/beyond_paper.py            # the measurement: prints JSON
     python benchmarks/beyond_paper.py --tune     # how toyworld/beyond.py's DEFAULTS were chosen (development seeds)
+    python benchmarks/beyond_paper.py --curve --out docs/fidelity   # F5: every method at 1-64 candidates' worth
+
+``--curve`` runs the fidelity study's F5 (``toyworld/fidelity/experiments_beyond.py``): the six methods' winner logit
+at budgets of 1, 4, 8, 16, 32 and 64 Heun-10 candidates' worth of NFE (F1's 40 searches) and precision / recall / FD
+of 200 winners per method at 8 and 64 candidates' worth (F2's protocol), with a control (FK's sampler without
+resampling: the best of B // 19 independent particles); it writes f5_beyond.json, f5_beyond.md and
+two PNGs to --out and prints the tables (3-4 min wall on a shared 2-core machine; ``--quick``: 10 searches per
+budget and 40 winners per set, under a minute).
 
 Random search runs 64 candidates; its winner at 304 NFE (16 candidates) and 1216 NFE (64) is read off its
 best-so-far curve (its first 16 candidates are a 16-candidate search). Each new method runs at a 304 NFE budget
@@ -61,8 +69,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tune", action="store_true", help="score the settings grid on development seeds instead")
     ap.add_argument("--repeats", type=int, default=4, help="repeats per digit (default 4: the F1 protocol's 40 searches)")
+    ap.add_argument("--curve", action="store_true", help="F5: the six methods at 1-64 candidates' worth of NFE, with "
+                                                          "precision / recall / FD at 8 and 64 (toyworld/fidelity)")
+    ap.add_argument("--quick", action="store_true", help="with --curve: 1 seed per digit and 4 winners per digit")
+    ap.add_argument("--out", default="f5_out", help="with --curve: folder for f5_beyond.json/.md and the PNGs (the README's: "
+                                                   "docs/fidelity)")
     args = ap.parse_args(argv)
     import_pack()
+    if args.curve:
+        from noise_search.toyworld.fidelity.experiments_beyond import f5_tables, run_f5
+
+        report = run_f5("quick" if args.quick else "full", out=args.out)
+        print(f5_tables(report))
+        print(f"wrote {args.out}/f5_beyond.json, f5_beyond.md, {', '.join(report['plots'])} in {report['seconds']:.0f} s "
+              f"({report['cpu_seconds']:.0f} s CPU)", file=sys.stderr)
+        return 0
     import torch
 
     from noise_search.toyworld.beyond import BEYOND, DEFAULTS

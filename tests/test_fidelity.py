@@ -130,3 +130,75 @@ def test_f4_measures_a_student_when_one_is_committed(tmp_path, monkeypatch):
         assert r["fd_clamped"] >= 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
     ids = {c["id"]: c for c in F.claims({"f4": f4})}
     assert ids["F4"]["holds"] in (True, False) and "t_mid 1)" in ids["F4"]["measured"] and "F4-steps" in ids
+
+
+# -- F5: the searches beyond the paper on F1's and F2's protocols (toyworld/fidelity/experiments_beyond.py) ---------
+
+F5_TINY = {"digits": [0, 1], "seeds": [0], "candidates": [4, 8], "per_digit": 2, "diversity_candidates": [8]}
+
+
+@pytest.fixture(scope="module")
+def f5(tmp_path_factory):
+    out = tmp_path_factory.mktemp("f5")
+    return F.run_f5(F5_TINY, out=out), out
+
+
+def test_f5_writes_json_tables_and_plots(f5):
+    rep, out = f5
+    saved = json.loads((out / "f5_beyond.json").read_text())
+    assert saved["experiment"] == "F5" and saved["settings"] == F5_TINY and {"curve", "diversity"} <= set(saved)
+    assert set(saved["plots"]) == {"f5_logit_vs_nfe.png", "f5_precision_recall.png"}
+    for name in saved["plots"]:
+        assert (out / name).stat().st_size > 1000
+    md = (out / "f5_beyond.md").read_text()
+    assert md == F.f5_tables(saved) and "FK steering" in md and "early pruning" in md and "| 8 | 152 |" in md
+    with pytest.raises(ValueError, match="subset"):
+        F.run_f5(F5_TINY, parts=("f1",))
+
+
+def test_f5_curve_budgets_and_invariants(f5):
+    cur = f5[0]["curve"]
+    per = 19
+    c = cur["curves"]
+    assert cur["units"] == 2 and set(c) == {"random", "zero_order", "paths", "fk", "evolution", "pruning", "fk_no_resampling"}
+    assert [r["candidates"] for r in c["paths"]] == [8]  # 76 NFE is below one round of Paths-2
+    for name in ("random", "zero_order", "fk", "evolution", "pruning", "fk_no_resampling"):
+        assert [r["candidates"] for r in c[name]] == [4, 8], name
+    for name, rows in c.items():
+        for r in rows:  # within budget; every search's best-so-far curve never falls
+            assert r["budget"] == r["candidates"] * per and 0 < r["nfe_mean"] <= r["nfe"] <= r["budget"], (name, r)
+            assert r["curves_monotone"] and r["n"] == 2 and r["se"] >= 0
+    for name in ("random", "zero_order"):  # read off one search's best-so-far curve: the mean never falls
+        m = [r["mean"] for r in c[name]]
+        assert all(b >= a for a, b in zip(m, m[1:]))
+    assert [r["nfe"] for r in c["random"]] == [76, 152] and [r["nfe"] for r in c["zero_order"]] == [76, 152]
+    # the budget rules: FK k = B // 28 particles (Heun-10: 28 NFE each), evolution 4 then 3 children, pruning's seeds
+    assert [r["size"] for r in c["fk"]] == [76 // 28, 152 // 28] and [r["nfe"] for r in c["fk"]] == [56, 140]
+    assert [r["size"] for r in c["evolution"]] == [[4], [4, 3, 1]]
+    # the control: FK's sampler without resampling takes no previews, so one particle per candidate's worth
+    assert [(r["size"], r["nfe"], r["verifier_calls"]) for r in c["fk_no_resampling"]] == [(4, 76, 4), (8, 152, 8)]
+    assert all(r["size"][0] > r["candidates"] and r["size"][-1] >= 1 for r in c["pruning"])
+    # one generation of 4 is a random search of the same 4 seeds: the same winner
+    assert c["evolution"][0]["gain_over_random"]["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert "gain_over_random" not in c["random"][0]
+
+
+def test_f5_reuses_f1_and_f2(f5, report):
+    """Random / ZO / paths in F5 are F1's and F2's searches (same seeds, same code; batching moves only float digits)."""
+    f1, f2, cur, div = report[0]["f1"], report[0]["f2"], f5[0]["curve"], f5[0]["diversity"]
+    for name in ("random", "zero_order", "paths"):
+        a = {r["candidates"]: r["mean"] for r in f1["curves"][name]}
+        for r in cur["curves"][name]:
+            assert r["mean"] == pytest.approx(a[r["candidates"]], abs=1e-3), name
+        assert div["rows"][f"{name}@8"]["mean_logit"] == pytest.approx(f2["rows"][f"{name}@8"]["mean_logit"], abs=1e-3)
+    assert div["rows"]["no_search"]["mean_logit"] == pytest.approx(f2["rows"]["no_search"]["mean_logit"], abs=1e-4)
+
+
+def test_f5_diversity_in_unit_interval(f5):
+    div = f5[0]["diversity"]
+    rows = div["rows"]
+    assert set(rows) == {"no_search"} | {f"{n}@8" for n in ("random", "zero_order", "paths", "fk", "evolution", "pruning",
+                                                            "fk_no_resampling")}
+    for r in rows.values():
+        assert r["n"] == 4 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["fd"] >= 0
+        assert r["nfe"] <= r["candidates"] * 19

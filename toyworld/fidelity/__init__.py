@@ -8,6 +8,8 @@ Lu & Song 2024 (sCM) on the embedded toy world, with numbers.
 - F3 the self-supervised verifier: Spearman correlation with the classifier verifier over candidates,
   and whether selecting by it raises the classifier's score.
 - F4 sCM: the distilled student's Frechet distance at 1 and 2 steps against the teacher's.
+- F5 beyond the paper (``experiments_beyond``, run on its own by ``run_f5`` / ``benchmarks/beyond_paper.py --curve``):
+  F1's curve and F2's diversity for FK steering, evolutionary search and early pruning next to the paper's three.
 
 Everything is fixed up front (``CONFIGS``, seed bases in ``unit_seed``); nothing is tuned to the outcome.
 Scores are the classifier logit of the wanted digit. NFE = model evaluations per final sample, Heun's
@@ -21,8 +23,9 @@ calls are batched. Batch composition is deterministic, so a run is reproducible 
 Framework-free: torch and PIL only.
 
 The modules: ``config`` (settings and NFE budgets), ``stats``, ``scheduler`` (the batching), ``sampling`` (models
-and samples), ``experiments`` (F1-F4), ``claims`` (verdicts), ``tables`` (Markdown), ``plots`` (PNGs); this
-module runs them (``run_fidelity``) and names what the CLI, the benchmarks and the tests use.
+and samples), ``experiments`` (F1-F4), ``experiments_beyond`` (F5, with its own tables, plots and ``run_f5``),
+``claims`` (verdicts), ``tables`` (Markdown), ``plots`` (PNGs); this module runs F1-F4 (``run_fidelity``) and names
+what the CLI, the benchmarks and the tests use.
 
     report = run_fidelity("quick")          # or python -m noise_search bench fidelity --quick
 """
@@ -39,6 +42,7 @@ from .claims import claims, summary_text
 from .config import (ALGORITHMS, CONFIGS, STEPS_PER_CANDIDATE, _heun_step_nfe, feasible, grid, heun_nfe,  # noqa: F401
                      log, path_params, paths_width, steps_for_nfe)
 from .experiments import Reference, f1_scaling, f2_diversity, f3_self_supervised, f4_scm
+from .experiments_beyond import F5_CONFIGS, f5_curve, f5_diversity, f5_tables, run_f5
 from .plots import draw_plots
 from .sampling import load_models, require_scikit_learn
 from .stats import best_at, mean_se, ranks, spearman
@@ -47,7 +51,8 @@ from .tables import markdown_tables
 # what the CLI (cli/bench.py), benchmarks/fidelity.py and the tests use; the rest is importable from its module
 __all__ = ["run_fidelity", "markdown_tables", "summary_text", "claims", "load_models", "require_scikit_learn", "Reference",
            "f1_scaling", "f2_diversity", "f3_self_supervised", "f4_scm", "CONFIGS", "ALGORITHMS", "feasible", "grid",
-           "heun_nfe", "path_params", "paths_width", "steps_for_nfe", "best_at", "mean_se", "ranks", "spearman", "draw_plots"]
+           "heun_nfe", "path_params", "paths_width", "steps_for_nfe", "best_at", "mean_se", "ranks", "spearman", "draw_plots",
+           "run_f5", "f5_curve", "f5_diversity", "f5_tables", "F5_CONFIGS"]
 
 
 def run_fidelity(config="quick", out=None, parts=("f1", "f2", "f3", "f4"), models=None, threads=1, merge=False):
