@@ -2,7 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import noise_nodes, save_nodes, scm_nodes, search_nodes, verifier_nodes
+from . import beyond_nodes, noise_nodes, save_nodes, scm_nodes, search_nodes, verifier_nodes
 
 
 class NoiseSearchExtension(ComfyExtension):
@@ -11,7 +11,7 @@ class NoiseSearchExtension(ComfyExtension):
 
 
 def all_nodes():
-    return noise_nodes.NODES + verifier_nodes.NODES + search_nodes.NODES + scm_nodes.NODES + save_nodes.NODES
+    return noise_nodes.NODES + verifier_nodes.NODES + search_nodes.NODES + beyond_nodes.NODES + scm_nodes.NODES + save_nodes.NODES
 
 
 async def comfy_entrypoint() -> ComfyExtension:

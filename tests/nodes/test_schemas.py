@@ -12,6 +12,9 @@ EXPECTED = {
     "RandomSearch_NoiseSearch": "noise-search/search",
     "ZeroOrderSearch_NoiseSearch": "noise-search/search",
     "PathSearch_NoiseSearch": "noise-search/search",
+    "FKSteering_NoiseSearch": "noise-search/search",
+    "EvolutionarySearch_NoiseSearch": "noise-search/search",
+    "EarlyPruning_NoiseSearch": "noise-search/search",
     "SCMSampler_NoiseSearch": "noise-search/samplers",
     "SCMSigmas_NoiseSearch": "noise-search/samplers",
     "TrigFlowModelSampling_NoiseSearch": "noise-search/samplers",
@@ -48,13 +51,16 @@ def test_search_nodes_share_inputs(node_list):
     shared = ["model", "positive", "negative", "latent_image", "vae", "verifier", "verifier_prompt", "class_id", "seed",
               "sampler_name", "scheduler", "steps", "cfg", "denoise", "budget", "chunk_size", "top_k"]
     optional = ["sampler", "sigmas", "verifier_2", "verifier_3", "ensemble", "pick"]
-    for nid in ("RandomSearch_NoiseSearch", "ZeroOrderSearch_NoiseSearch", "PathSearch_NoiseSearch"):
+    for nid in ("RandomSearch_NoiseSearch", "ZeroOrderSearch_NoiseSearch", "PathSearch_NoiseSearch", "FKSteering_NoiseSearch",
+                "EvolutionarySearch_NoiseSearch", "EarlyPruning_NoiseSearch"):
         req, opt = infos[nid]["input"]["required"], infos[nid]["input"]["optional"]
         assert all(k in req for k in shared), nid
         assert all(k in opt for k in optional), nid
         assert infos[nid]["output"] == ["LATENT", "IMAGE", "INT", "STRING", "IMAGE", "STRING", "IMAGE", "STRING"]
     assert "proxy_steps" in infos["RandomSearch_NoiseSearch"]["input"]["required"]
     assert "proxy_steps" not in infos["PathSearch_NoiseSearch"]["input"]["required"]
+    assert "proxy_steps" in infos["EvolutionarySearch_NoiseSearch"]["input"]["required"]
+    assert not {"FKSteering_NoiseSearch", "EarlyPruning_NoiseSearch"} & {n for n in infos if "proxy_steps" in infos[n]["input"]["required"]}
 
 
 def test_seed_inputs_control_after_generate(node_list):
