@@ -146,10 +146,21 @@ class Progress:
         comfy.model_management.throw_exception_if_processing_interrupted()
 
     def show(self, image):
-        """Preview a decoded IMAGE row [H, W, C] (when previews are on)."""
+        """Preview a decoded IMAGE row [H, W, C], or a video's frames [F, H, W, C] by its middle frame (when previews are on)."""
         if self.previewer is None:
             return
+        if image.ndim == 4:
+            image = image[(image.shape[0] - 1) // 2]
         self.preview = ("JPEG", to_pil(image), latent_preview.MAX_PREVIEW_RESOLUTION)
+
+    def decoded(self, row, frames):
+        """A video candidate of the running chunk was decoded (one at a time): the bar advances by candidate, its middle
+        frame is the preview, and it is an interruption point."""
+        self.show(frames)
+        done = self.current + int(row) + 1
+        if done < self.total:  # the chunk's end (or a total not known yet) is the search's to report
+            self.pbar.update_absolute(done, self.total, self.preview)
+        comfy.model_management.throw_exception_if_processing_interrupted()
 
     def sampler_callback(self, step, x0, x, total_steps):
         """Per sampler step inside a chunk: refresh the preview; every step is an interruption point."""
@@ -157,6 +168,48 @@ class Progress:
             self.preview = self.previewer.decode_latent_to_preview_image("JPEG", x0)
         self.pbar.update_absolute(self.current, self.total, self.preview)
         comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+# --------------------------------------------------------------------------- image or video
+
+def model_latent_dims(model):
+    """Spatial(-temporal) dimensions of the latents ``model`` makes: 2 (images) or 3 (video), from its latent format."""
+    fmt = getattr(getattr(model, "model", None), "latent_format", None)
+    return int(getattr(fmt, "latent_dimensions", 2))
+
+
+def vae_latent_dims(vae):
+    """Dimensions of the latents ``vae`` decodes: 3 for a video VAE, 2 for an image VAE (a 3-D VAE that is not a video one,
+    such as Hunyuan's refiner, counts as neither and is left to ComfyUI)."""
+    dims = int(getattr(vae, "latent_dim", 2))
+    return None if dims == 3 and getattr(vae, "not_video", False) else dims
+
+
+def check_media(model, latent, vae):
+    """Refuse, before any sampling, a latent or a VAE whose kind (image / video) is not the model's; one line naming the input."""
+    want = model_latent_dims(model)
+    kind = {2: "image", 3: "video"}
+    if want not in kind:
+        raise ValueError(f"model: the search works on image and video models; this model makes {want}-D latents")
+    name = type(getattr(getattr(model, "model", None), "model_config", None)).__name__
+    got = latent.ndim - 2
+    if got != want:
+        hint = "an empty video latent (e.g. EmptyHunyuanLatentVideo, Wan22ImageToVideoLatent)" if want == 3 else "an image latent (e.g. Empty Latent Image)"
+        what = {2: "an image", 3: "a video"}.get(got, f"a {got}-D")
+        raise ValueError(f"latent_image: {what} latent {list(latent.shape)} for {'a video' if want == 3 else 'an image'} model ({name}); connect {hint}")
+    vdims = vae_latent_dims(vae)
+    if vdims is not None and vdims != want:
+        raise ValueError(f"vae: {'an image' if vdims == 2 else 'a video' if vdims == 3 else f'a {vdims}-D'} VAE with {'a video' if want == 3 else 'an image'} model ({name}); connect the VAE "
+                         f"that decodes this model's {kind[want]} latents" + (" (e.g. the Wan VAE)" if want == 3 else ""))
+    return want == 3
+
+
+def decoded_frames(vae, latent_frames):
+    """Frames the VAE decodes from ``latent_frames`` latent frames (ComfyUI's ``upscale_ratio``), or None when it gives none."""
+    ratio = getattr(vae, "upscale_ratio", None)
+    if isinstance(ratio, (tuple, list)) and ratio and callable(ratio[0]):
+        return int(ratio[0](int(latent_frames)))
+    return None
 
 
 # --------------------------------------------------------------------------- generate
@@ -169,9 +222,11 @@ class SamplingSetup:
         if samples.shape[0] != 1:
             raise ValueError(f"the search needs a batch-1 LATENT (every candidate starts from it), got batch {samples.shape[0]}; "
                              "use Latent From Batch to pick one")
+        self.video = check_media(model, samples, vae)  # before anything is sampled
         self.model, self.counter = counted_model(model)
         self.positive, self.negative, self.vae = positive, negative, vae
         self.latent = comfy.sample.fix_empty_latent_channels(self.model, samples)
+        self.on_decoded = None  # video: called with (row, frames [F, H, W, C]) after each candidate is decoded
         self.noise_mask = latent.get("noise_mask")
         self.sampler, self.sigmas, self.cfg = sampler, sigmas, float(cfg)
         self.stochastic = is_stochastic(sampler)
@@ -180,12 +235,28 @@ class SamplingSetup:
     def shape(self):
         return tuple(self.latent.shape[:1]) + tuple(self.latent.shape[1:])
 
-    def decode(self, samples):
-        """VAE-space latents -> IMAGE [B, H, W, C]."""
-        img = self.vae.decode(samples)
-        if img.ndim == 5:  # video VAEs: [B, T, H, W, C] -> frames on the batch dim are not candidates
-            raise ValueError("the search works on images; this VAE decodes video latents")
-        return img.float().cpu()
+    @property
+    def frames(self):
+        """Video: the frames one candidate decodes to (None for images, or when the VAE does not say)."""
+        return decoded_frames(self.vae, self.latent.shape[2]) if self.video else None
+
+    def decode(self, samples, report=True):
+        """VAE-space latents -> IMAGE [B, H, W, C]; video latents [B, C, T, h, w] -> frames [B, F, H, W, C], decoded one
+        candidate at a time (the decoder's memory is one candidate's, whatever the chunk)."""
+        if not self.video:
+            img = self.vae.decode(samples)
+            if img.ndim != 4:
+                raise ValueError(f"vae: decoded an image latent to shape {list(img.shape)}; connect the model's image VAE")
+            return img.float().cpu()
+        rows = []
+        for j in range(samples.shape[0]):
+            frames = self.vae.decode(samples[j:j + 1])
+            if frames.ndim != 5:
+                raise ValueError(f"vae: decoded a video latent to shape {list(frames.shape)}, not frames; connect the model's video VAE")
+            rows.append(frames.float().cpu())
+            if report and self.on_decoded is not None:
+                self.on_decoded(j, rows[-1][0])
+        return torch.cat(rows)
 
     def sample(self, candidates, sigmas=None, sampler=None, callback=None):
         """Run ComfyUI sampling for a chunk of Candidates; returns (VAE-space latents, calls, rows).
@@ -217,6 +288,8 @@ class Generator:
 
     def __init__(self, setup, progress=None, need_early=False, final_sigmas=None, final_sampler=None):
         self.s, self.progress, self.need_early = setup, progress, need_early
+        if progress is not None and setup.video:
+            setup.on_decoded = progress.decoded  # a video chunk is decoded one candidate at a time: progress per candidate
         self.final_sigmas = setup.sigmas if final_sigmas is None else final_sigmas
         self.final_sampler = setup.sampler if final_sampler is None else final_sampler
         self.nfe_per_candidate = None
@@ -256,7 +329,7 @@ class Generator:
             if "early" not in store:
                 raise RuntimeError("the sampler never reported the early x0 prediction the verifier needs")
             x0 = self.s.model.model.process_latent_out(store["early"].to(torch.float32))
-            early = self.s.decode(x0.to(comfy.model_management.intermediate_device()))
+            early = self.s.decode(x0.to(comfy.model_management.intermediate_device()), report=False)
         return Batch(images, {LATENT: samples.float().cpu()}, early), calls, rows
 
     def calibrate(self, candidate):

@@ -11,6 +11,7 @@ import folder_paths
 
 from .. import __version__
 from ..search.noise import NeighbourRecipe, PathRecipe, SeedRecipe, recipe_to_dict
+from ..search.particle_recipe import ParticleRecipe
 from ..search.report import pil_to_image, score_vs_nfe_plot, to_pil
 
 EVENT = "noise-search.progress"
@@ -25,7 +26,7 @@ def root_seed(recipe):
             return r.seed
         if isinstance(r, NeighbourRecipe):
             r = r.pivot
-        elif isinstance(r, PathRecipe):
+        elif isinstance(r, (PathRecipe, ParticleRecipe)):
             r = r.root()
         else:
             return int(getattr(r, "seed", 0))
@@ -111,7 +112,8 @@ def dump_partial(result, extra, node_id, prompt=None, extra_pnginfo=None):
     files = []
     imgs = result.top_k_samples.get("samples") if result.top_k_samples else None
     if imgs is not None and len(imgs):
-        files = save_images(imgs[:1], prefix, "temp", png_info(json.dumps(prov), prompt, extra_pnginfo))
+        best = imgs[0] if imgs.ndim == 5 else imgs[:1]  # a video candidate: the best's frames
+        files = save_images(best, prefix, "temp", png_info(json.dumps(prov), prompt, extra_pnginfo))
     path = os.path.join(folder_paths.get_temp_directory(), f"{prefix.replace('/', os.sep)}_{result.nfe:07d}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from ..search.candidates import Candidates
 from ..search.evaluate import LATENT
+from ..search.frames import AGGREGATES, FRAME_MODES, FrameSpec, keyframe_strip, select_frames
 from ..search.noise import MAX_SEED
 from . import memory, reporting
 from ..search.scoring import PooledScorer, condition_for, score_table
@@ -74,18 +75,42 @@ def tail_inputs(proxy=True):
         io.Int.Input("pick", default=-1, min=-1, max=1_000_000, optional=True,
                      tooltip="Human pick: -1 = the verifier's winner; otherwise a candidate index among the kept top-K "
                              "(set by the pack's frontend when you click a candidate)."),
-    ]
+    ] + video_inputs()
     return out
+
+
+def video_inputs():
+    """How a video model's candidates are scored (ignored for image models)."""
+    return [
+        io.Combo.Input("video_frames", options=list(FRAME_MODES), default="keyframes", optional=True,
+                       tooltip="Video models: which decoded frames the verifier scores - keyframes (first, middle, last), "
+                               "every_k (frames 0, k, 2k, ...) or list (video_frame_list). Ignored for image models."),
+        io.Int.Input("video_every_k", default=4, min=1, max=100_000, optional=True,
+                     tooltip="Video models, video_frames every_k: score every k-th frame (must be below the frame count)."),
+        io.String.Input("video_frame_list", default="0, -1", optional=True,
+                        tooltip="Video models, video_frames list: frame indices separated by commas (-1 = the last frame)."),
+        io.Combo.Input("video_aggregate", options=list(AGGREGATES), default="mean", optional=True,
+                       tooltip="Video models: one score per candidate from its frames' scores - their mean, or the worst frame (min)."),
+    ]
+
+
+def frame_spec(kw):
+    """The FrameSpec of the video_* inputs (their defaults where left out)."""
+    return FrameSpec(kw.get("video_frames") or "keyframes", int(kw.get("video_every_k") or 4),
+                     kw.get("video_frame_list") if kw.get("video_frame_list") is not None else "0, -1",
+                     kw.get("video_aggregate") or "mean")
 
 
 def outputs():
     return [
         io.Latent.Output("latent", display_name="LATENT", tooltip="The winner's latent (batch 1), as a plain KSampler with its seed would give."),
-        io.Image.Output("image", display_name="IMAGE", tooltip="The winner decoded."),
+        io.Image.Output("image", display_name="IMAGE",
+                        tooltip="The winner decoded (a video model's: all its frames, for the video save nodes)."),
         io.Int.Output("winner_seed", display_name="seed",
                       tooltip="The winner's seed (for a neighbour or path candidate: the seed it descends from; the recipe is exact)."),
         io.String.Output("recipe", display_name="recipe", tooltip="The winner's noise recipe as JSON (recreates its noise bit-exactly)."),
-        io.Image.Output("top_k_images", display_name="top_k", tooltip="The kept top-K candidates' images, best first."),
+        io.Image.Output("top_k_images", display_name="top_k",
+                        tooltip="The kept top-K candidates' images, best first (a video model's: each one's scored frames side by side)."),
         io.String.Output("score_table", display_name="scores", tooltip="Score table of the best candidates (plain text)."),
         io.Image.Output("plot", display_name="score_vs_nfe", tooltip="Best score so far against search NFE (the paper's scaling plot)."),
         io.String.Output("provenance", display_name="provenance",
@@ -135,6 +160,11 @@ class SearchContext:
                                    kw.get("ensemble") or "mean_rank")
         self.setup = SamplingSetup(model, kw["positive"], kw["negative"], kw["latent_image"], kw["vae"], self.sampler, search, kw["cfg"])
         self.shape = self.setup.shape
+        self.frames = None  # video: what the frames inputs select from the frames one candidate decodes to
+        if self.setup.video:
+            self.scorer.frames = frame_spec(kw)
+            if self.setup.frames is not None:  # a frame past the end is refused before any sampling
+                self.frames = self.scorer.frames.describe(self.setup.frames)
         self.budget = int(kw.get("budget") or 0) or None
         self.chunk_size, self.top_k = int(kw["chunk_size"]), int(kw["top_k"])
         # before any model call: the largest chunk up to chunk_size this host can sample (or a refusal)
@@ -155,6 +185,7 @@ class SearchContext:
                 "steps": int(kw["steps"]), "cfg": float(kw["cfg"]), "denoise": float(kw["denoise"]),
                 "sigmas": [float(s) for s in self.full_sigmas], "proxy_steps": self.proxy_steps,
                 "search_sigmas": [float(s) for s in self.search_sigmas], "latent_shape": list(self.shape),
+                **({"video": self.scorer.frames.describe(self.scorer.num_frames or self.setup.frames)} if self.setup.video else {}),
                 "verifier_prompt": kw.get("verifier_prompt") or "", "class_id": int(kw.get("class_id", -1))}
 
     def extra(self):
@@ -211,11 +242,14 @@ def finish(cls, ctx, result, render_recipe=None):
     else:
         latent, image = batch.extras[LATENT], batch.samples
 
+    topk_images = result.top_k_samples["samples"]
+    if ctx.setup.video:  # the winner's frames as an IMAGE batch (video save nodes); the top-K as strips of their scored frames
+        image = image[0]
+        topk_images = keyframe_strip(topk_images, select_frames(image.shape[0], ctx.scorer.frames))
     extra = ctx.extra()
     prov = reporting.provenance(result, extra, best.index, chosen.index if picked_by == "user" else None, picked_by)
     prov["output_index"] = chosen.index
     prov_json = json.dumps(prov)
-    topk_images = result.top_k_samples["samples"]
     prefix = f"noise_search/{result.algorithm}_{ctx.node_id or 'node'}"
     topk_files = reporting.save_images(topk_images, prefix + "_topk", "temp")
     winner_files = reporting.save_images(image, prefix + "_out", "temp")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 import torch
 
 from ..verifiers.ensemble import RULES, rank_pool, unique_names
+from .frames import FrameSpec, aggregate, select_frames
 from .result import Candidate, SearchResult, rank_key
 
 if TYPE_CHECKING:  # the types only
@@ -51,10 +52,15 @@ class PooledScorer:
     """``score(batch) -> Tensor[B]`` over ``verifiers`` (each with ``name``, ``condition``, ``needs_early`` and
     ``score(images, conditions, early)``), for the search core (see the module docstring).
 
-    ``conditions``: one per verifier (see :func:`condition_for`). ``rule``: 'mean_rank' (the paper's) or 'zscore'."""
+    ``conditions``: one per verifier (see :func:`condition_for`). ``rule``: 'mean_rank' (the paper's) or 'zscore'.
+
+    Video candidates (samples [B, F, H, W, C]): each member scores the frames ``frames`` selects (a
+    :class:`~search.frames.FrameSpec`; keyframes and mean by default) and a candidate's raw score is their
+    aggregate (``search.frames.aggregate``); the self-supervised verifier compares the same frames of the early
+    x0 prediction. Ensembles then rank these per-candidate scores as for images."""
 
     def __init__(self, verifiers: Sequence[Any], conditions: Sequence[Any], rule: str = "mean_rank",
-                 weights: Optional[Mapping[str, float]] = None) -> None:
+                 weights: Optional[Mapping[str, float]] = None, frames: Optional[FrameSpec] = None) -> None:
         if not verifiers:
             raise ValueError("connect at least one verifier")
         if rule not in RULES:
@@ -66,6 +72,8 @@ class PooledScorer:
         self.rule, self.weights = rule, dict(weights or {})
         self.pool = {n: [] for n in self.names}
         self.pending = None
+        self.frames = frames if frames is not None else FrameSpec()
+        self.num_frames = None  # frames per video candidate, once one was scored
 
     @property
     def ensemble(self) -> bool:
@@ -76,11 +84,31 @@ class PooledScorer:
         return any(v.needs_early for v in self.verifiers)
 
     def raw(self, images: torch.Tensor, early: Optional[torch.Tensor] = None) -> dict:
-        """``{member name: raw scores [B]}`` (float64) of these images."""
+        """``{member name: raw scores [B]}`` (float64) of these images (or videos [B, F, H, W, C]: per candidate,
+        the aggregate of its selected frames' scores)."""
         if self.needs_early and early is None:
             raise ValueError("the self-supervised verifier needs the early x0 predictions of these images")
+        if images.ndim == 5:
+            return self.raw_video(images, early)
         return {n: torch.as_tensor(v.score(images, c, early if v.needs_early else None)).double().cpu().flatten()
                 for n, v, c in zip(self.names, self.verifiers, self.conditions)}
+
+    def raw_video(self, videos: torch.Tensor, early: Optional[torch.Tensor] = None) -> dict:
+        """``{member name: [B]}``: every member scores the frames ``self.frames`` selects, aggregated per candidate."""
+        b, f = int(videos.shape[0]), int(videos.shape[1])
+        idx = select_frames(f, self.frames)
+        self.num_frames = f
+        frames = videos[:, idx].reshape((b * len(idx),) + tuple(videos.shape[2:]))
+        if early is not None:
+            if early.ndim != 5 or tuple(early.shape[:2]) != (b, f):
+                raise ValueError(f"the early x0 predictions must be videos like the samples {tuple(videos.shape[:2])} "
+                                 f"(candidates, frames), got shape {tuple(early.shape)}")
+            early = early[:, idx].reshape((b * len(idx),) + tuple(early.shape[2:]))
+        out = {}
+        for n, v, c in zip(self.names, self.verifiers, self.conditions):
+            per_frame = torch.as_tensor(v.score(frames, c, early if v.needs_early else None)).double().cpu().flatten()
+            out[n] = aggregate(per_frame.view(b, len(idx)), self.frames.how)
+        return out
 
     def combine(self, raw: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The scores of a pool given its members' raw scores: the raw score, or the ensemble rule over the pool."""
@@ -128,6 +156,8 @@ class PooledScorer:
 
     def describe(self) -> dict:
         d = {"verifiers": [v.describe() for v in self.verifiers], "names": self.names}
+        if self.num_frames is not None:
+            d["video"] = self.frames.describe(self.num_frames)
         if self.ensemble:
             d["ensemble_rule"] = self.rule
         return d

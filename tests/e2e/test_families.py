@@ -15,8 +15,10 @@ over Paths here). Checked per image family:
 * flow families (FLUX, SD3.5): the sCM Sampler + sCM Sigmas in SamplerCustomAdvanced, and a Random Search whose
   candidates the sCM sampler generates, the winner bit-identical to that graph with its seed.
 
-Wan (video): the usual text-to-video graph runs; a search node refuses the video latent with a clear error (video
-search is not implemented yet). Skipped without COMFYUI_PATH; see tests/README-comfy.md. About 3.5 minutes on 2 CPU
+Wan (video): the usual text-to-video graph runs, and so do the search nodes on its video latent: a Random Search's
+winner latent and frames are bit-identical to the usual graph (KSampler + VAEDecode) with the reported seed, its frames
+feed ComfyUI's SaveAnimatedWEBP, the scored frames and their aggregation are in the provenance; Zero-Order Search and
+Search over Paths run too; an image VAE with the video model is refused before sampling, in one line. Skipped without COMFYUI_PATH; see tests/README-comfy.md. About 3.5 minutes on 2 CPU
 cores (20 s of it writing the models and starting the server); the tiny models take 6.5 GB on disk while the module
 runs (deleted after). The graphs live in graphs/families/, not graphs/: test_server.py runs every graphs/*.json and
 requires an example workflow for each.
@@ -271,17 +273,58 @@ def test_random_search_with_scm_candidates_reproduces(server, family):
     assert np.array_equal(pixels(server, out, "7"), ref_image)
 
 
-@pytest.mark.parametrize("family,algorithm", [("wan21_t2v", "random"), ("wan21_t2v", "zero_order"), ("wan21_t2v", "paths"),
-                                              ("wan22_ti2v", "random")])
-def test_a_search_refuses_a_video_model_clearly(server, family, algorithm):
-    """Video search is not implemented: a search on Wan's video latent stops with a clear error (no crash, no images).
-    Today the refusal comes from decoding the first candidate (nodes/comfy_adapters.py, SamplingSetup.decode)."""
+def all_pixels(server, outputs, node):
+    import numpy as np
+    from PIL import Image
+    return [np.asarray(Image.open(server.output(im))) for im in outputs[node]["images"]]
+
+
+@pytest.mark.parametrize("family", VIDEO)
+def test_random_search_on_video_reproduces_in_the_usual_graph(server, family):
+    """The winner's LATENT and every decoded frame equal the usual text-to-video graph's with its seed; its frames make
+    an animated WEBP (ComfyUI's video save node); the top-K come out as strips of the scored keyframes."""
+    import numpy as np
+    import torch
     g = graph(family, "search")
-    if algorithm != "random":
-        g = as_search(g, algorithm, top_k=1, **({"neighbours": 1} if algorithm == "zero_order" else {"paths": 1, "width": 1}))
+    g["6"]["inputs"].update(video_frames="keyframes", video_aggregate="min")
+    g["40"] = {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["6", 1], "filename_prefix": f"families/{family}_webp",
+                                                          "fps": 8.0, "lossless": True, "quality": 80, "method": "fastest"}}
+    g["41"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 4], "filename_prefix": f"families/{family}_topk"}}
+    out = server.ok(g)
+    p = provenance(server, out)
+    steps, count = g[SEARCH]["inputs"]["steps"], g[SEARCH]["inputs"]["count"]
+    assert p["algorithm"] == "random" and len(p["candidates"]) == count and p["nfe"] == count * steps
+    assert p["cfg_multiplier"] == 2
+    assert p["sampling"]["video"] == {"frames": "keyframes", "aggregate": "min", "num_frames": 5, "scored_frames": [0, 2, 4]}
+    win = p["candidates"][p["output_index"]]["recipe"]
+    assert win == {"seed": 42 + p["output_index"], "kind": "seed"}
+    ref = server.ok(with_seed(graph(family, "sample"), win["seed"]))
+    assert torch.equal(latent(server, out, "8"), latent(server, ref, "27"))
+    frames, ref_frames = all_pixels(server, out, "7"), all_pixels(server, ref, "26")
+    assert len(frames) == len(ref_frames) == 5 and all(np.array_equal(a, b) for a, b in zip(frames, ref_frames))
+    assert out["40"]["images"] and out["40"]["animated"][0] is True
+    strips = all_pixels(server, out, "41")
+    assert len(strips) == g[SEARCH]["inputs"]["top_k"] and strips[0].shape == (64, 3 * 64, 3)
+
+
+@pytest.mark.parametrize("algorithm", ["zero_order", "paths"])
+def test_zero_order_and_path_search_run_on_wan(server, algorithm):
+    g = as_search(graph("wan21_t2v", "search"), algorithm, top_k=1,
+                  **({"neighbours": 2} if algorithm == "zero_order" else {"paths": 1, "width": 2}))
+    g[SEARCH]["inputs"].update(video_frames="every_k", video_every_k=2)
+    out = server.ok(g)
+    p = provenance(server, out)
+    assert p["algorithm"] == algorithm and p["sampling"]["video"]["scored_frames"] == [0, 2, 4]
+    assert len(out["7"]["images"]) == 5
+    assert list(latent(server, out, "8").shape) == [1, 16, 2, 8, 8]
+
+
+def test_an_image_vae_with_wan_is_refused_in_one_line(server):
+    g = graph("wan21_t2v", "search")
+    g["11"]["inputs"]["vae_name"] = "tiny_flux_ae.safetensors"
     h = server.run(g)
     assert h["status"]["status_str"] == "error", json.dumps(h["status"], indent=1)[-2000:]
     errs = [m[1] for m in h["status"]["messages"] if m[0] == "execution_error"]
-    assert len(errs) == 1 and errs[0]["node_id"] == SEARCH, errs
-    assert errs[0]["exception_type"] == "ValueError"
-    assert errs[0]["exception_message"].strip() == "the search works on images; this VAE decodes video latents"
+    assert len(errs) == 1 and errs[0]["node_id"] == SEARCH and errs[0]["exception_type"] == "ValueError", errs
+    msg = errs[0]["exception_message"].strip()
+    assert msg.startswith("vae: an image VAE with a video model (WAN21_T2V)") and "\n" not in msg, msg

@@ -28,8 +28,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.comfy, pytest.mark.skipif(bool(SKIP_R
 GRAPHS = sorted(HERE.glob("graphs/*.json"))
 CHECKPOINT_NAMES = {"v1-5-pruned-emaonly-fp16.safetensors": "sd15", "scm_trigflow_student.safetensors": "sd15",
                     "sd3.5_medium_incl_clips.safetensors": "sd3"}
+BEYOND_SEARCH = ("FKSteering_NoiseSearch", "EarlyPruning_NoiseSearch")  # search nodes whose id does not end in Search
 NODE_IDS = ["NoiseCandidatePool_NoiseSearch", "VerifierLoader_NoiseSearch", "VerifierScore_NoiseSearch", "RandomSearch_NoiseSearch",
-            "ZeroOrderSearch_NoiseSearch", "PathSearch_NoiseSearch", "SCMSampler_NoiseSearch", "SCMSigmas_NoiseSearch",
+            "ZeroOrderSearch_NoiseSearch", "PathSearch_NoiseSearch", "FKSteering_NoiseSearch", "EvolutionarySearch_NoiseSearch",
+            "EarlyPruning_NoiseSearch", "SCMSampler_NoiseSearch", "SCMSigmas_NoiseSearch",
             "TrigFlowModelSampling_NoiseSearch", "SaveImageWithProvenance_NoiseSearch"]
 
 
@@ -69,7 +71,7 @@ def test_graph_runs(server, graph):
     h = server.wait(pid)
     assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
     outs = h["outputs"]
-    search = [k for k, v in g.items() if v["class_type"].endswith("Search_NoiseSearch")]
+    search = [k for k, v in g.items() if v["class_type"].endswith("Search_NoiseSearch") or v["class_type"] in BEYOND_SEARCH]
     if search:
         ns = outs[search[0]]["noise_search"][0]
         assert ns["candidates"] and ns["winner"] in [c["index"] for c in ns["candidates"]]
@@ -81,7 +83,8 @@ def test_graph_runs(server, graph):
         from PIL import Image
         png = Image.open(server.base / "output" / f["subfolder"] / f["filename"])
         prov = json.loads(png.text["noise_search"])
-        assert prov["algorithm"] in ("random", "zero_order", "paths") and len(prov["candidates"]) == len(ns["candidates"])
+        assert prov["algorithm"] in ("random", "zero_order", "paths", "fk", "evolution", "pruning")
+        assert len(prov["candidates"]) == len(ns["candidates"])
         assert "prompt" in png.text  # ComfyUI's own metadata stays
     else:
         images = [v for v in outs.values() if "images" in v]
@@ -173,12 +176,14 @@ EXAMPLE_OVERRIDES = {
     "zero_order_flow_sd3": {"4": {"width": 1024, "height": 1024}, "6": {"steps": 28, "iterations": 8, "top_k": 4}},
     "scm_two_step_custom_advanced": {"4": {"width": 512, "height": 512}},
     "search_with_scm_generator": {"4": {"width": 512, "height": 512}, "6": {"count": 32, "chunk_size": 8, "top_k": 4}},
+    "fk_steering_sd15": {"4": {"width": 512, "height": 512}, "6": {"steps": 20, "resample_every": 2, "top_k": 4}},
 }
 EXAMPLE_TITLES = {
     "random_search_clipscore_sd15": "Random search (best-of-N) with CLIPScore - SD1.5",
     "zero_order_flow_sd3": "Zero-order search on a flow model - SD3",
     "scm_two_step_custom_advanced": "sCM 2-step sampling - SamplerCustomAdvanced",
     "search_with_scm_generator": "Random search with 2-NFE sCM candidates",
+    "fk_steering_sd15": "FK steering (4 particles) with CLIPScore - SD1.5",
 }
 
 
@@ -209,4 +214,5 @@ def test_example_workflows_are_their_api_twins(server):
             for k, v in node["inputs"].items():
                 assert got[nid]["inputs"][k] == v, (twin.stem, nid, k)
         assert path.with_suffix(".jpg").is_file()
-    assert sorted(p.stem for p in ex_dir.glob("*.json")) == sorted(p.stem for p in GRAPHS)
+    family = {p.stem for p in (HERE / "graphs" / "family_examples").glob("*.json")}  # tests/e2e/test_family_examples.py
+    assert sorted(p.stem for p in ex_dir.glob("*.json") if p.stem not in family) == sorted(p.stem for p in GRAPHS)

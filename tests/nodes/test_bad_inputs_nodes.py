@@ -139,6 +139,13 @@ VALID = {  # valid inputs of every node that has a COMBO input (a COMBO input le
                                                               proxy_steps=0, ensemble="mean_rank"),
     "PathSearch_NoiseSearch": lambda m, v: search_kwargs(m, v, steps=4, paths=2, width=2, start_step=1, delta_f=1, delta_b=2,
                                                          ensemble="mean_rank"),
+    "FKSteering_NoiseSearch": lambda m, v: search_kwargs(m, v, steps=3, particles=2, potential="max", lambda_=10.0,
+                                                         resample_every=1, resample_start=0, resample_end=0, ess_threshold=0.0,
+                                                         eta=1.0, top_k=2, ensemble="mean_rank"),
+    "EvolutionarySearch_NoiseSearch": lambda m, v: search_kwargs(m, v, population=2, elites=1, lambda_=0.9, tournament=1,
+                                                                 generations=1, proxy_steps=0, top_k=2, ensemble="mean_rank"),
+    "EarlyPruning_NoiseSearch": lambda m, v: search_kwargs(m, v, count=2, checkpoints="1", keep=0.5, top_k=1,
+                                                           ensemble="mean_rank"),
 }
 
 
