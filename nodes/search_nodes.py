@@ -10,35 +10,8 @@ from ..search.random_search import random_search
 from ..search.zero_order import neighbours, zero_order_search
 from . import search_common as common
 from .types import NoisePoolType
+from .stepwise import check_stepwise, no_render, run_stepwise
 from .validation import Node
-
-# Search over Paths steps the sampler from grid point to grid point and re-noises between rounds, so only a
-# sampler whose step depends on nothing but (x, sigma_i, sigma_i+1) gives what it gives on the full grid.
-# Multistep samplers (dpmpp_2m, lms, ipndm, deis, ...) carry history across steps and heunpp2 looks two sigmas
-# ahead: stepped one sigma at a time they silently become Euler / Heun, so they are refused by name.
-# Value: model calls one step costs per sample (the last step, to sigma 0, costs one: k-diffusion ends
-# Heun and DPM-2 with an Euler step). Checked against the counted calls at every step, so a wrong entry is an
-# error, never a wrong NFE. "ddim" is ComfyUI's name for Euler with random inpainting noise.
-PATH_SAMPLERS = {"euler": 1, "euler_cfg_pp": 1, "ddim": 1, "heun": 2, "dpm_2": 2}
-
-
-def path_sampler_name(kw):
-    """The host name of the sampler Search over Paths will step, refused unless it is single-step (PATH_SAMPLERS).
-
-    A connected SAMPLER is named by its k-diffusion function (``sample_<name>``), as ComfyUI's KSAMPLER builds it."""
-    sampler = kw.get("sampler")
-    if sampler is None:
-        name, where = kw["sampler_name"], "sampler_name"
-    else:
-        fn = getattr(sampler, "sampler_function", None)
-        fn_name = getattr(fn, "__name__", type(sampler).__name__)
-        name, where = (fn_name[len("sample_"):] if fn_name.startswith("sample_") else fn_name), "the connected SAMPLER"
-    if name not in PATH_SAMPLERS:
-        raise ValueError(f"Search over Paths cannot use {where} {name!r}: it steps the sampler one sigma at a time, which "
-                         f"would silently turn a multistep or look-ahead sampler into another one; use one of "
-                         f"{', '.join(sorted(PATH_SAMPLERS))}")
-    return name
-
 
 class RandomSearch(Node):
     @classmethod
@@ -114,49 +87,15 @@ class PathSearch(Node):
     @classmethod
     def execute(cls, **kw) -> io.NodeOutput:
         ctx = common.begin(cls, kw, "paths", proxy=False)
-        if ctx.setup.stochastic:
-            raise ValueError("Search over Paths needs a deterministic (ODE) sampler: this sampler injects fresh noise at every step "
-                             f"(ancestral / SDE / LCM / sCM); use one of {', '.join(sorted(PATH_SAMPLERS))}")
-        common.check_noise_mask_free(ctx, "Search over Paths")
-        if ctx.scorer.needs_early:
-            raise ValueError("the self-supervised verifier needs the x0 prediction at noise level 0.4 of a full run; "
-                             "use it with Random or Zero-Order Search")
-        calls_per_step = PATH_SAMPLERS[path_sampler_name(kw)]
+        step_nfe = check_stepwise(ctx, kw, "Search over Paths")
 
-        def step_nfe(a, b):
-            return calls_per_step if float(b) > 0 else 1
-
-        mult = {"cfg": 1}
-
-        def body(t):
-            counter = ctx.setup.counter
-
-            def denoise(x, a, b):
-                calls, rows = counter.calls, counter.rows
-                out = t.denoise(x, a, b)
-                used, passes = counter.calls - calls, counter.rows - rows
-                if used != step_nfe(a, b):
-                    raise RuntimeError(f"NFE accounting: a step from sigma {float(a):.4g} to {float(b):.4g} made {used} model calls, "
-                                       f"expected {step_nfe(a, b)}; this sampler is not supported by Search over Paths")
-                mult["cfg"] = max(mult["cfg"], round(passes / max(used, 1) / x.shape[0]))
-                return out
-
-            def decode(x0):
-                batch = t.decode(x0)
-                ctx.progress.show(batch.samples[0])  # live preview: the chunk's first clean prediction
-                return batch
-
+        def search(denoise, decode, t):
             return path_search(denoise, ctx.scorer, ctx.shape, ctx.search_sigmas, seed=ctx.seed, paths=int(kw["paths"]),
                                width=int(kw["width"]), start_step=int(kw["start_step"]), forward_steps=int(kw["delta_f"]),
                                backward_steps=int(kw["delta_b"]), step_nfe=step_nfe, prepare=t.prepare, renoise=t.renoise,
                                decode=decode, **common.callbacks(ctx))
 
-        from .comfy_adapters import run_inside_sampler
-        result = run_inside_sampler(ctx.setup, body)
-        result.cfg_multiplier = mult["cfg"]
-
-        def no_render(recipe):
-            raise RuntimeError("internal: the chosen path candidate is not among the kept samples")
+        result = run_stepwise(ctx, "Search over Paths", step_nfe, search)
         return common.finish(cls, ctx, result, render_recipe=no_render)
 
 

@@ -134,3 +134,13 @@ def load_models_gpu_calls(verifier):
         yield calls
     finally:
         mm.load_models_gpu = real
+
+
+def snapshot(folder, pattern):
+    """{file: modification time} of the files matching ``pattern`` in ``folder`` (empty when it does not exist)."""
+    return {f: f.stat().st_mtime_ns for f in folder.glob(pattern)} if folder.is_dir() else {}
+
+
+def written_since(folder, pattern, before):
+    """Files matching ``pattern`` written after ``snapshot`` (new or rewritten: earlier tests' files may share a name)."""
+    return sorted((f for f in folder.glob(pattern) if before.get(f) != f.stat().st_mtime_ns), key=lambda f: f.stat().st_mtime_ns)

@@ -4,6 +4,8 @@ tiny random checkpoints: each runs, its NFE is the core's accounting, its winner
 import json
 
 import pytest
+
+from host_harness import snapshot, written_since
 import torch
 
 from test_search_nodes import custom_advanced, ksampler, run, search_kwargs
@@ -241,11 +243,11 @@ def test_cancel_saves_the_best_so_far(sd15, verifier, comfy_env, node_name):
 
     v = Interrupting(verifier.verifier, verifier.patcher, verifier.kind, verifier.source)
     folder = comfy_env["temp"] / "noise_search"
-    before = set(folder.glob("partial_*.json")) if folder.is_dir() else set()
+    before = snapshot(folder, "partial_*.json")
     with pytest.raises(mm.InterruptProcessingException):
         run(getattr(beyond_nodes, node_name), **search_kwargs(sd15, v, chunk_size=2, **NODE_KW[node_name]))
     mm.interrupt_current_processing(False)
-    found = sorted(set(folder.glob("partial_*.json")) - before)
+    found = written_since(folder, "partial_*.json", before)
     assert found, "no partial summary in the temp folder"
     prov = json.loads(found[-1].read_text())
     assert prov["completed"] is False and len(prov["candidates"]) >= 2

@@ -266,7 +266,7 @@ def test_progress_bar_and_previews(sd15, verifier, monkeypatch, node_name):
 # ---------------------------------------------------------------------- Search over Paths and the host's samplers
 
 def _path_samplers():
-    from noise_search.nodes.search_nodes import PATH_SAMPLERS
+    from noise_search.nodes.stepwise import PATH_SAMPLERS
     return sorted(PATH_SAMPLERS)
 
 

@@ -4,6 +4,8 @@ UNETLoader + CLIPLoader + VAELoader: 5-frame 64x64 videos (latent 1x16x2x8x8).""
 import json
 
 import pytest
+
+from host_harness import snapshot, written_since
 import torch
 
 FRAMES = 5
@@ -168,13 +170,13 @@ def test_progress_per_candidate_and_cancel_saves_the_best_frames(wan, verifier, 
             if len(self.batches) == 2:  # candidate 1 (candidate 0 was the calibration's, reused)
                 mm.interrupt_current_processing(True)
             return out
-    before = set((comfy_env["temp"] / "noise_search").glob("partial_*"))
+    before = snapshot(comfy_env["temp"] / "noise_search", "partial_*")
     try:
         with pytest.raises(mm.InterruptProcessingException):
             run(RandomSearch, **kwargs(wan, verifier, vae=Interrupting(wan["vae"]), count=4, chunk_size=1, seed=11))
     finally:
         mm.interrupt_current_processing(False)
-    new = set((comfy_env["temp"] / "noise_search").glob("partial_*")) - before
+    new = written_since(comfy_env["temp"] / "noise_search", "partial_*", before)
     summary = [f for f in new if f.suffix == ".json"]
     assert len(summary) == 1 and len(json.loads(summary[0].read_text())["candidates"]) == 1
     assert len([f for f in new if f.suffix == ".png"]) == FRAMES  # the best so far: all its frames
