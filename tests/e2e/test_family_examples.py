@@ -18,7 +18,9 @@ thumbnail. ``NOISE_SEARCH_WRITE_EXAMPLES=1`` regenerates them (and the thumbnail
 afterwards with ``NS_WRITE_EXAMPLE_LAYOUT=1 ... pytest tests/web/test_layout.py`` (tests/README-comfy.md). Skipped
 without COMFYUI_PATH. About 1 minute on 2 CPU cores, 3 GB of temporary disk (deleted after).
 
-The Wan (video) example is not here yet: it waits for the video search.
+* ``example_workflows/wan21_video_keyframe_search.json``: Wan 2.1 text-to-video (1.3B), Random Search over 8 seeds
+  scored by CLIPScore on the keyframes (first, middle, last frame; mean), the winner's frames into CreateVideo +
+  SaveVideo (and Save Image with Search Provenance). Run here on the tiny Wan 2.1 at 64 px, 5 frames.
 """
 
 import copy
@@ -49,11 +51,13 @@ CASES = {
     "flux_dev_ensemble_search": ("flux_dev", 1, ["aesthetic", "clip_score", "image_reward"]),
     "sdxl_pickscore_imagereward_search": ("sdxl", 2, ["pick_score", "image_reward"]),
     "pixart_sigma_ensemble_search": ("pixart_sigma", 2, ["aesthetic", "clip_score", "image_reward"]),
+    "wan21_video_keyframe_search": ("wan21_t2v", 2, ["clip_score"]),
 }
 TITLES = {
     "flux_dev_ensemble_search": "FLUX.1-dev: random search, aesthetic + CLIPScore + ImageReward",
     "sdxl_pickscore_imagereward_search": "SDXL: random search, PickScore + ImageReward",
     "pixart_sigma_ensemble_search": "PixArt-Sigma: random search, verifier ensemble",
+    "wan21_video_keyframe_search": "Wan 2.1 video: random search, CLIPScore on keyframes",
 }
 DESCRIPTIONS = {
     "flux_dev_ensemble_search": "Ma, Tong et al. 2025, Table 2 set-up at small scale: FLUX.1-dev (cfg 1, FluxGuidance 3.5), "
@@ -62,11 +66,14 @@ DESCRIPTIONS = {
                                          "its place), best of 16 seeds ranked by the mean rank of PickScore and ImageReward.",
     "pixart_sigma_ensemble_search": "Ma, Tong et al. 2025, Table 4 set-up at small scale: PixArt-Sigma, best of 16 seeds ranked by "
                                     "the mean rank of the LAION aesthetic predictor, CLIPScore and ImageReward.",
+    "wan21_video_keyframe_search": "Wan 2.1 text-to-video (1.3B): best of 8 seeds, each candidate video scored by CLIPScore on "
+                                   "its keyframes (first, middle, last frame) averaged; the winner saved as a video.",
 }
 
 # The model files the examples load, as the ComfyUI frontend lists them (properties.models of the loader node:
 # the official templates' convention, e.g. comfyui_workflow_templates' flux_dev_full_text_to_image.json).
 HF = "https://huggingface.co/"
+WAN = "Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
 MODELS = {
     "flux1-dev.safetensors": (HF + "Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors", "diffusion_models"),
     "clip_l.safetensors": (HF + "comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors", "text_encoders"),
@@ -75,6 +82,10 @@ MODELS = {
     "sd_xl_base_1.0.safetensors": (HF + "stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors", "checkpoints"),
     "PixArt-Sigma-XL-2-1024-MS.pth": (HF + "PixArt-alpha/PixArt-Sigma/resolve/main/PixArt-Sigma-XL-2-1024-MS.pth", "diffusion_models"),
     "sdxl_vae.safetensors": (HF + "stabilityai/sdxl-vae/resolve/main/sdxl_vae.safetensors", "vae"),
+    # comfyui_workflow_templates' text_to_video_wan.json (its "?download=true" dropped)
+    "wan2.1_t2v_1.3B_fp16.safetensors": (HF + WAN + "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (HF + WAN + "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
+    "wan_2.1_vae.safetensors": (HF + WAN + "vae/wan_2.1_vae.safetensors", "vae"),
 }
 MODEL_INPUTS = {"UNETLoader": ["unet_name"], "CheckpointLoaderSimple": ["ckpt_name"], "VAELoader": ["vae_name"],
                 "CLIPLoader": ["clip_name"], "DualCLIPLoader": ["clip_name1", "clip_name2"]}
@@ -82,7 +93,8 @@ MODEL_INPUTS = {"UNETLoader": ["unet_name"], "CheckpointLoaderSimple": ["ckpt_na
 # real file -> the tiny stand-in (tests/nodes/tiny_families.py)
 TINY = {"flux1-dev.safetensors": "tiny_flux_dev.safetensors", "ae.safetensors": "tiny_flux_ae.safetensors",
         "sd_xl_base_1.0.safetensors": "tiny_sdxl.safetensors", "PixArt-Sigma-XL-2-1024-MS.pth": "tiny_pixart_sigma.safetensors",
-        "sdxl_vae.safetensors": "tiny_sdxl_vae.safetensors"}
+        "sdxl_vae.safetensors": "tiny_sdxl_vae.safetensors",
+        "wan2.1_t2v_1.3B_fp16.safetensors": "tiny_wan21_t2v.safetensors", "wan_2.1_vae.safetensors": "tiny_wan21_vae.safetensors"}
 TINY_TEXT_ENCODER = {"class_type": "CLIPLoader", "inputs": {"clip_name": "tiny_clip_l.safetensors", "type": "sd3", "device": "default"}}
 IMAGE_REWARD_OPTIONS = '{"vision_heads": 3}'  # the tiny BLIP ViT of verifiers_support (48 wide, 3 heads)
 
@@ -96,7 +108,7 @@ def tiny(g, family):
     g = copy.deepcopy(g)
     for nid, node in g.items():
         ct, inp = node["class_type"], node["inputs"]
-        if ct == "DualCLIPLoader" or (ct == "CLIPLoader" and "t5xxl" in inp["clip_name"]):
+        if ct == "DualCLIPLoader" or (ct == "CLIPLoader" and ("t5xxl" in inp["clip_name"] or "umt5" in inp["clip_name"])):
             g[nid] = copy.deepcopy(TINY_TEXT_ENCODER)
             continue
         for key in MODEL_INPUTS.get(ct, []):
@@ -104,11 +116,13 @@ def tiny(g, family):
         if ct in ("EmptyLatentImage", "EmptySD3LatentImage"):
             size = 320 if family == "pixart_sigma" else 64  # PixArt's position embedding needs >= 264 px
             inp.update(width=size, height=size)
+        if ct == "EmptyHunyuanLatentVideo":
+            inp.update(width=64, height=64, length=5)
         if ct == "VerifierLoader_NoiseSearch" and inp["kind"] == "image_reward":
             inp["options"] = IMAGE_REWARD_OPTIONS
         if ct == "RandomSearch_NoiseSearch":
             inp.update(steps=2, count=3, chunk_size=3, top_k=2)
-        if ct == "SaveImageWithProvenance_NoiseSearch":
+        if ct in ("SaveImageWithProvenance_NoiseSearch", "SaveVideo"):
             inp["filename_prefix"] = f"family_examples/{family}"
     return g
 
@@ -173,6 +187,22 @@ def test_example_runs_on_the_tiny_family(server, name):
         assert "mean_rank" in described, described
     ns = out[search]["noise_search"][0]
     assert ns["winner"] in [c["index"] for c in ns["candidates"]] and len(ns["images"]) == 2
+
+
+def test_wan_example_scores_keyframes_and_saves_a_video(server):
+    """The Wan example's search scores the keyframes (first, middle, last of the 5 tiny frames), averaged, as its
+    provenance records; all 5 winner frames are saved, and made into a video by CreateVideo + SaveVideo."""
+    from PIL import Image
+    name = "wan21_video_keyframe_search"
+    g = tiny(twin(name), CASES[name][0])
+    out = server.ok(g)
+    saved = [k for k, v in g.items() if v["class_type"] == "SaveImageWithProvenance_NoiseSearch"][0]
+    video = [k for k, v in g.items() if v["class_type"] == "SaveVideo"][0]
+    assert len(out[saved]["images"]) == 5
+    p = json.loads(Image.open(server.output(out[saved]["images"][0])).text["noise_search"])
+    assert p["sampling"]["video"] == {"frames": "keyframes", "aggregate": "mean", "num_frames": 5, "scored_frames": [0, 2, 4]}
+    files = out[video]["images"]
+    assert len(files) == 1 and server.output(files[0]).stat().st_size > 0, out[video]
 
 
 def test_examples_are_their_api_twins_and_list_their_models(server):

@@ -511,6 +511,26 @@ function fitNode(node) {
   node.setDirtyCanvas?.(true, true);
 }
 
+const VIDEO_PREFIX = "video_";
+
+function foldVideoWidgets(node) {
+  node.__nsVideoWidgets = (node.widgets ?? []).filter((w) => w.name?.startsWith(VIDEO_PREFIX));
+  for (const w of node.__nsVideoWidgets) {
+    w.__nsType = w.type;
+    w.__nsComputeSize = w.computeSize;
+  }
+  setVideoWidgetsShown(node, false);
+}
+
+function setVideoWidgetsShown(node, shown) {
+  for (const w of node.__nsVideoWidgets ?? []) {
+    w.type = shown ? w.__nsType : "hidden";
+    w.computeSize = shown ? w.__nsComputeSize : () => [0, -4];
+    w.hidden = !shown;
+  }
+  node.__nsVideoShown = shown;
+}
+
 function attachPanel(node, kind) {
   const panel = new Panel(node, kind);
   panels.add(panel);
@@ -638,7 +658,22 @@ app.registerExtension({
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
+      if (kind === "search") foldVideoWidgets(this);
       attachPanel(this, kind);
+      return r;
+    };
+
+    // The video_* inputs matter only for video models: folded away by default (their values still go with the
+    // workflow and the prompt), shown from the node's menu, so an image search node stays short enough to fit.
+    const getExtraMenuOptions = nodeType.prototype.getExtraMenuOptions;
+    nodeType.prototype.getExtraMenuOptions = function (canvas, options) {
+      const r = getExtraMenuOptions?.apply(this, arguments);
+      if (kind === "search" && this.__nsVideoWidgets?.length) {
+        options.push({
+          content: this.__nsVideoShown ? "Hide video scoring inputs" : "Show video scoring inputs",
+          callback: () => { setVideoWidgetsShown(this, !this.__nsVideoShown); fitNode(this); },
+        });
+      }
       return r;
     };
 
