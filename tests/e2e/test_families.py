@@ -18,7 +18,7 @@ over Paths here). Checked per image family:
 Wan (video): the usual text-to-video graph runs, and so do the search nodes on its video latent: a Random Search's
 winner latent and frames are bit-identical to the usual graph (KSampler + VAEDecode) with the reported seed, its frames
 feed ComfyUI's SaveAnimatedWEBP, the scored frames and their aggregation are in the provenance; Zero-Order Search and
-Search over Paths run too; an image VAE with the video model is refused before sampling, in one line. Skipped without COMFYUI_PATH; see tests/README-comfy.md. About 3.5 minutes on 2 CPU
+Search over Paths run too; an image VAE with the video model is refused before sampling, in one line. Skipped without COMFYUI_PATH; see tests/README-comfy.md. About 7 minutes on 2 CPU
 cores (20 s of it writing the models and starting the server); the tiny models take 6.5 GB on disk while the module
 runs (deleted after). The graphs live in graphs/families/, not graphs/: test_server.py runs every graphs/*.json and
 requires an example workflow for each.
@@ -328,3 +328,71 @@ def test_an_image_vae_with_wan_is_refused_in_one_line(server):
     assert len(errs) == 1 and errs[0]["node_id"] == SEARCH and errs[0]["exception_type"] == "ValueError", errs
     msg = errs[0]["exception_message"].strip()
     assert msg.startswith("vae: an image VAE with a video model (WAN21_T2V)") and "\n" not in msg, msg
+
+
+# --------------------------------------------------------------------------- the search nodes beyond Ma et al. (issue 17)
+
+FLOW_SPACE = FLOW + VIDEO  # ComfyUI's CONST (flow) model sampling: FLUX, SD3.5, Wan; SDXL and PixArt-Sigma are EDM
+BEYOND = {  # small valid settings (tests/nodes/test_beyond_nodes.py NODE_KW), euler, the graphs' 3 steps
+    "fk": ("FKSteering_NoiseSearch", dict(particles=2, potential="max", lambda_=10.0, resample_every=1, resample_start=0,
+                                          resample_end=0, ess_threshold=0.0, eta=1.0, top_k=1)),
+    "evolution": ("EvolutionarySearch_NoiseSearch", dict(population=2, elites=1, lambda_=0.8, tournament=2, generations=2,
+                                                         proxy_steps=0, top_k=2)),
+    "pruning": ("EarlyPruning_NoiseSearch", dict(count=3, checkpoints="1", keep=0.5, top_k=1)),
+}
+
+
+def as_beyond(g, algorithm):
+    """The family's search graph with its Random Search node turned into FK Steering, Evolutionary Search or Early
+    Pruning (the shared inputs kept: model, conditioning, latent, VAE, verifier, seed, euler, steps, cfg, chunk_size)."""
+    g = copy.deepcopy(g)
+    node = g[SEARCH]
+    class_type, params = BEYOND[algorithm]
+    node["class_type"] = class_type
+    node["inputs"] = {**{k: v for k, v in node["inputs"].items() if k not in ("count", "proxy_steps", "top_k")}, **params}
+    assert node["inputs"]["sampler_name"] == "euler"
+    return g
+
+
+def beyond_nfe(algorithm, sigmas, family):
+    """The core's NFE accounting for the settings in BEYOND (euler: one model call per step)."""
+    _, kw = BEYOND[algorithm]
+    if algorithm == "fk":
+        from noise_search.samplers.noise_space import EDM, FLOW as FLOW_NOISE
+        from noise_search.search.fk_steering import fk_steering_nfe
+        return fk_steering_nfe(sigmas, particles=kw["particles"], space=FLOW_NOISE if family in FLOW_SPACE else EDM,
+                               step_nfe=lambda a, b: 1, potential=kw["potential"], lmbda=kw["lambda_"],
+                               resample_every=kw["resample_every"], eta=kw["eta"])
+    if algorithm == "evolution":
+        from noise_search.search.evolution import generation_sizes
+        return sum(generation_sizes(kw["population"], kw["elites"], generations=kw["generations"])) * (len(sigmas) - 1)
+    from noise_search.search.pruning import pruning_nfe
+    return pruning_nfe(sigmas, count=kw["count"], checkpoints=[int(c) for c in kw["checkpoints"].split(",")],
+                       keep=kw["keep"], step_nfe=lambda a, b: 1)
+
+
+@pytest.mark.parametrize("algorithm", list(BEYOND))
+@pytest.mark.parametrize("family", IMAGE + VIDEO)
+def test_fk_evolution_and_pruning_run_on_every_family(server, family, algorithm):
+    """FK Steering, Evolutionary Search and Early Pruning in each family's search graph: the run succeeds, the provenance
+    names the algorithm, its NFE is the core's accounting and the CFG multiplier the family's (FLUX: 1)."""
+    import torch
+    g = as_beyond(graph(family, "search"), algorithm)
+    out = server.ok(g)
+    p = provenance(server, out)
+    sig = p["sampling"]["sigmas"]
+    assert p["algorithm"] == algorithm and len(sig) == g[SEARCH]["inputs"]["steps"] + 1
+    assert p["nfe"] == beyond_nfe(algorithm, sig, family), (p["nfe"], p.get("params"))
+    assert p["cfg_multiplier"] == cfg_rows(family)
+    if algorithm == "evolution":
+        _, kw = BEYOND["evolution"]
+        from noise_search.search.evolution import generation_sizes
+        assert len(p["candidates"]) == sum(generation_sizes(kw["population"], kw["elites"], generations=kw["generations"]))
+    elif algorithm == "fk":
+        assert p["params"]["particles"] == 2 and p["candidates"][p["output_index"]]["recipe"]["kind"] == "particle"
+    else:
+        assert p["params"]["alive"] == [3, 2] and p["candidates"][p["output_index"]]["recipe"]["kind"] == "seed"
+    lat = latent(server, out, "8")
+    assert torch.isfinite(lat).all() and lat.shape[0] == 1
+    if family in VIDEO:
+        assert lat.ndim == 5 and len(out["7"]["images"]) == 5
