@@ -22,6 +22,7 @@ from .candidates import Candidates
 from .evaluate import Evaluator, as_batch, call_score, check_positive_int, resolve_top_k, run_guarded
 from .noise import PathRecipe, check_seed, derive_seed
 from .population import CallableStepper, Population, span_nfe
+from .stepwise import make_stepper
 from .random_search import seed_pool
 from .result import rank_key
 
@@ -66,7 +67,7 @@ def path_search(denoise: Denoise, score: Score, shape: Sequence[int], sigmas: Un
     ``renoise`` must be given (a flow model re-noised as EDM would sample from the wrong marginals)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
-    stepper = _stepper(denoise, space, sig, step_nfe, prepare, renoise, decode)
+    stepper = make_stepper(denoise, space, sig, step_nfe, prepare, renoise, decode, "search over paths")
     seed = check_seed(seed)
     n = check_positive_int(paths, "paths (N)")
     m = check_positive_int(width, "width (M re-noisings per path)")
@@ -117,15 +118,6 @@ def path_search(denoise: Denoise, score: Score, shape: Sequence[int], sigmas: Un
     return run_guarded(ev, body, on_interrupt)
 
 
-def _stepper(denoise, space, sig, step_nfe, prepare, renoise, decode):
-    if space is None and renoise is None:
-        raise ValueError("search over paths needs the model's noise space (space=EDM or FLOW from samplers.noise_space) or "
-                         "the host's own renoise: a flow model re-noised as EDM would sample from the wrong marginals")
-    if space is None and prepare is None:
-        raise ValueError("search over paths needs the model's noise space (space=...) or the host's own prepare(noise)")
-    return CallableStepper(denoise, space, sig[0], prepare, step_nfe, decode, renoise)
-
-
 def path_rounds(sig: Sequence[float], start_step: int, df: int, db: int) -> list[tuple[int, int]]:
     """The rounds (i, j): re-noise from grid step i up to i - delta_f, denoise to j = i - delta_f + delta_b."""
     rounds, i, last = [], start_step, len(sig) - 1
@@ -144,7 +136,7 @@ def replay(recipe: Recipe, denoise: Denoise, shape: Sequence[int], sigmas: Union
     """Recreate the final state of a path candidate from its recipe (bit-exact on the same host and batch size 1)."""
     sig = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     start_step, df, db = check_path_params(sig, start_step, forward_steps, backward_steps)
-    stepper = _stepper(denoise, space, sig, None, prepare, renoise, None)
+    stepper = make_stepper(denoise, space, sig, None, prepare, renoise, None, "search over paths")
     chain = recipe.chain() if isinstance(recipe, PathRecipe) else []
     root = recipe.root() if isinstance(recipe, PathRecipe) else recipe
     pop = Population.start(stepper, Candidates.of([root], shape), [0]).advance(stepper, sig, start_step)

@@ -134,7 +134,7 @@ def early_pruning(denoise: Denoise, score: Score, shape: Sequence[int], sigmas: 
     The top-K are final samples, so an explicit ``top_k`` is at most the number of survivors."""
     sig = grid_of(sigmas)
     last = len(sig) - 1
-    stepper = make_stepper(denoise, space, sig, step_nfe, prepare, None, decode, "early pruning")
+    stepper = make_stepper(denoise, space, sig, step_nfe, prepare, None, decode, "early pruning", renoises=False)
     seed = check_seed(seed)
     cps, fracs = check_pruning_params(sig, checkpoints, keep)
     n = _plan_count(sig, count, budget, cps, fracs, step_nfe)

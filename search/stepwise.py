@@ -32,10 +32,15 @@ def grid_of(sigmas: Union[torch.Tensor, Sequence[float]]) -> list[float]:
 
 def make_stepper(denoise: Denoise, space: Optional[NoiseSpace], sig: Sequence[float], step_nfe: Optional[Callable],
                  prepare: Optional[Callable], renoise: Optional[Renoise], decode: Optional[Callable],
-                 what: str) -> CallableStepper:
-    """A CallableStepper over the host's callables; the start from pure noise needs ``space`` or the host's ``prepare``."""
+                 what: str, renoises: bool = True) -> CallableStepper:
+    """A CallableStepper over the host's callables; the start from pure noise needs ``space`` or the host's ``prepare``,
+    and a search that re-noises (``renoises``) needs ``space`` or the host's ``renoise``: there is no default a flow
+    model could fall into."""
     if not callable(denoise):
         raise ValueError(f"{what} needs denoise(x, sigma_from, sigma_to), the host's one solver step; got {denoise!r}")
+    if renoises and space is None and renoise is None:
+        raise ValueError(f"{what} needs the model's noise space (space=EDM or FLOW from samplers.noise_space) or the "
+                         "host's own renoise: a flow model re-noised as EDM would sample from the wrong marginals")
     if space is None and prepare is None:
         raise ValueError(f"{what} needs the model's noise space (space=EDM or FLOW from samplers.noise_space) or the "
                          "host's own prepare(noise): the start from pure noise differs between them")

@@ -124,3 +124,11 @@ def test_time_mapping_round_trips(space, sigma):
     sp = space_named(space)
     t = sp.to_time(sigma)
     assert 0.0 <= t <= 1.0 and sp.from_time(t) == pytest.approx(sigma, abs=1e-12)
+
+
+def test_path_search_without_a_noise_space_is_refused():
+    """Search over paths re-noises: it names the model's space or takes the host's own renoise, never defaults to EDM."""
+    from noise_search.search.paths import path_search
+    with pytest.raises(ValueError, match="search over paths needs the model's noise space .* or the host's own renoise"):
+        path_search(lambda x, a, b: x, lambda b: b.samples.flatten(1).sum(1), (1, 2, 2, 2), [1.0, 0.5, 0.0], paths=1,
+                    width=1, start_step=0, forward_steps=0, backward_steps=1)
