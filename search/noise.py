@@ -164,6 +164,18 @@ class Chained:
         """Pickle and deepcopy through the flat dict form: the default nests one call per link."""
         return recipe_from_dict, (recipe_to_dict(self),)
 
+    def root(self) -> Recipe:
+        """The recipe this run of links of one kind starts from (a path's or a particle's seed): ``origin``."""
+        return self.origin
+
+    def chain(self) -> list:
+        """The links of this recipe's own kind, from the first one to this one."""
+        out, r = [], self
+        while type(r) is type(self):
+            out.append(r)
+            r = r.source
+        return out[::-1]
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class NeighbourRecipe(Chained):
@@ -244,20 +256,6 @@ class PathRecipe(Chained):
 
     def make(self, shape: Sequence[int]) -> torch.Tensor:
         return seed_noise(self.seed, shape)
-
-    def root(self) -> Recipe:
-        r = self.parent
-        while isinstance(r, PathRecipe):
-            r = r.parent
-        return r
-
-    def chain(self) -> list[PathRecipe]:
-        """The branch points from the root outwards."""
-        out, r = [], self
-        while isinstance(r, PathRecipe):
-            out.append(r)
-            r = r.parent
-        return out[::-1]
 
     def describe(self) -> str:
         return f"path from ({self.root().describe()}) re-noised at steps {[c.step for c in self.chain()]}"

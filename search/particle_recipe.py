@@ -51,20 +51,6 @@ class ParticleRecipe(Chained):
     LINK = "parent"
     OWN = PARTICLE_FIELDS
 
-    def root(self) -> SeedRecipe:
-        r = self.parent
-        while isinstance(r, ParticleRecipe):
-            r = r.parent
-        return r
-
-    def chain(self) -> list[ParticleRecipe]:
-        """The links from the first (step 0) to this one."""
-        out, r = [], self
-        while isinstance(r, ParticleRecipe):
-            out.append(r)
-            r = r.parent
-        return out[::-1]
-
     def ancestors(self) -> list[tuple[int, int]]:
         """``[(step, slot)]`` root first: the slot this particle's line sat in from each step on."""
         return [(link.step, link.index) for link in self.chain()]
