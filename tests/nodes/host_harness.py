@@ -144,3 +144,20 @@ def snapshot(folder, pattern):
 def written_since(folder, pattern, before):
     """Files matching ``pattern`` written after ``snapshot`` (new or rewritten: earlier tests' files may share a name)."""
     return sorted((f for f in folder.glob(pattern) if before.get(f) != f.stat().st_mtime_ns), key=lambda f: f.stat().st_mtime_ns)
+
+
+def interrupting_verifier(verifier, at_call=2):
+    """A copy of the VERIFIER ``verifier`` that raises ComfyUI's interrupt flag on its ``at_call``-th scoring call
+    (the next progress update or sampler step then cancels the search, as the Cancel button does)."""
+    import comfy.model_management as mm
+    from noise_search.nodes.types import HostVerifier
+    calls = {"n": 0}
+
+    class Interrupting(HostVerifier):
+        def score(self, images, conditions=None, early=None):
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                mm.interrupt_current_processing(True)
+            return super().score(images, conditions, early)
+
+    return Interrupting(verifier.verifier, verifier.patcher, verifier.kind, verifier.source)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from host_harness import snapshot, written_since
+from host_harness import interrupting_verifier, snapshot, written_since
 import torch
 
 from test_search_nodes import custom_advanced, ksampler, run, search_kwargs
@@ -231,17 +231,7 @@ def test_progress_bar_and_previews(sd15, verifier, monkeypatch, node_name):
 def test_cancel_saves_the_best_so_far(sd15, verifier, comfy_env, node_name):
     import comfy.model_management as mm
     from noise_search.nodes import beyond_nodes
-    from noise_search.nodes.types import HostVerifier
-    calls = {"n": 0}
-
-    class Interrupting(HostVerifier):
-        def score(self, images, conditions=None, early=None):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                mm.interrupt_current_processing(True)
-            return super().score(images, conditions, early)
-
-    v = Interrupting(verifier.verifier, verifier.patcher, verifier.kind, verifier.source)
+    v = interrupting_verifier(verifier)
     folder = comfy_env["temp"] / "noise_search"
     before = snapshot(folder, "partial_*.json")
     with pytest.raises(mm.InterruptProcessingException):

@@ -223,22 +223,15 @@ def test_img2img_with_denoise(sd15, verifier):
 
 def test_cancel_saves_the_best_so_far(sd15, verifier, comfy_env):
     import comfy.model_management as mm
+    from host_harness import interrupting_verifier, snapshot, written_since
     from noise_search.nodes.search_nodes import RandomSearch
-    from noise_search.nodes.types import HostVerifier
-    calls = {"n": 0}
-
-    class Interrupting(HostVerifier):
-        def score(self, images, conditions=None, early=None):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                mm.interrupt_current_processing(True)
-            return super().score(images, conditions, early)
-
-    v = Interrupting(verifier.verifier, verifier.patcher, verifier.kind, verifier.source)
+    v = interrupting_verifier(verifier)
+    folder = comfy_env["temp"] / "noise_search"
+    before = snapshot(folder, "partial_*.json")
     with pytest.raises(mm.InterruptProcessingException):
         run(RandomSearch, **search_kwargs(sd15, v, count=9, chunk_size=2, proxy_steps=0))
     mm.interrupt_current_processing(False)
-    found = sorted((comfy_env["temp"] / "noise_search").glob("partial_*.json"))
+    found = written_since(folder, "partial_*.json", before)
     assert found, "no partial summary in the temp folder"
     prov = json.loads(found[-1].read_text())
     assert prov["completed"] is False and len(prov["candidates"]) == 4
