@@ -196,3 +196,88 @@ def test_short_sct_run_is_deterministic():
     (l1, p1), (l2, p2) = run(), run()
     assert l1 == l2
     assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+
+
+# -- the paper's recipe pieces: EMA profiles, optimiser, dropout-RNG sync (Lu & Song 2024, App. G) ----------------
+
+def test_power_ema_exponent_inverts_edm2_sigma_rel():
+    """EDM2 (Karras et al. 2024, Eq. 3) defines sigma_rel = sqrt((g + 1) / ((g + 2)^2 (g + 3))) for exponent g."""
+    for std in (0.01, 0.05, 0.1, 0.2):
+        g = sd_mod.power_ema_exponent(std)
+        assert math.sqrt((g + 1) / ((g + 2) ** 2 * (g + 3))) == pytest.approx(std, rel=1e-9)
+    # the pairs EDM2 quotes (Sec. 3.1): sigma_rel 0.05 <-> gamma 16.97, 0.10 <-> 6.94
+    assert sd_mod.power_ema_exponent(0.05) == pytest.approx(16.97, abs=0.005)
+    assert sd_mod.power_ema_exponent(0.10) == pytest.approx(6.94, abs=0.005)
+    with pytest.raises(ValueError, match="sigma_rel must be < 0.2887"):
+        sd_mod.power_ema_exponent(0.3)
+
+
+def test_ema_decay_profiles():
+    power = SCMConfig(ema_std=0.05)
+    g = sd_mod.power_ema_exponent(0.05)
+    # EDM2's power_function_beta: (1 - 1/t)^(g + 1); the first iteration copies the student
+    assert sd_mod.ema_decay_at(power, 1, 512) == 0.0
+    assert sd_mod.ema_decay_at(power, 1000, 512) == pytest.approx((1 - 1 / 1000) ** (g + 1), rel=1e-12)
+    halflife = SCMConfig()  # the paper's CIFAR-10 default: half-life 0.5 M images
+    assert halflife.ema_halflife == 500_000
+    assert sd_mod.ema_decay_at(halflife, 7, 500) ** 1000 == pytest.approx(0.5, rel=1e-9)  # 1000 x 500 images: one half-life
+    assert sd_mod.ema_decay_at(SCMConfig(ema_decay=0.99), 5, 64) == 0.99
+    with pytest.raises(ValueError, match="give one of ema_decay, ema_halflife, ema_std, not ema_decay and ema_std"):
+        SCMConfig(ema_decay=0.9, ema_std=0.05)
+    with pytest.raises(ValueError, match=r"ema_std \(EDM2 sigma_rel\) must be in \(0, 0.28\]"):
+        SCMConfig(ema_std=0.5)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        SCMConfig(optimizer="sgd")
+
+
+def test_ema_follows_the_power_profile_and_radam_is_the_default():
+    net = Net(d=8, width=16, seed=0)
+    dist = SCMDistiller(None, SCMConfig(mode="sct", lr=1e-3, tangent_warmup=0, ema_std=0.1, seed=2), student=net)
+    assert type(dist.optimizer) is torch.optim.RAdam
+    assert type(SCMDistiller(None, SCMConfig(mode="sct", optimizer="adam"), student=Net(d=8, width=16)).optimizer) is torch.optim.Adam
+    g = torch.Generator().manual_seed(0)
+    ema = [p.detach().clone() for p in dist.student.parameters()]
+    for it in range(1, 4):
+        s = dist.step(torch.randn(16, 8, generator=g) * SD, torch.randint(0, 3, (16,), generator=g))
+        beta = (1 - 1 / it) ** (sd_mod.power_ema_exponent(0.1) + 1)
+        assert s["ema_decay"] == pytest.approx(beta, rel=1e-12)
+        ema = [beta * e + (1 - beta) * p.detach() for e, p in zip(ema, dist.student.parameters())]
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(ema, dist.ema.parameters()))
+
+
+class DropoutNet(Net):
+    """Net with dropout on the hidden layer: two forward passes draw two different masks unless replayed."""
+
+    def __init__(self, p=0.5, **kw):
+        super().__init__(**kw)
+        self.drop = torch.nn.Dropout(p)
+
+    def forward(self, x, t, class_labels=None):
+        f = torch.stack([torch.sin(t), torch.cos(t), torch.sin(4 * t), torch.cos(4 * t)], 1)
+        h = torch.nn.functional.silu(self.l1(torch.cat([x, f], 1)) + self.emb(class_labels))
+        return self.l3(self.drop(torch.nn.functional.silu(self.l2(h))))
+
+
+def test_dropout_masks_are_shared_by_the_jvp_and_the_loss_pass(monkeypatch):
+    """Algorithm 1's F_theta - F^- is zero at theta = theta^-; with dropout that holds only if both passes use one
+    mask. With batch 1 the first step's per-sample mse is then exactly ||g / (||g|| + c)||^2 / D."""
+    t, x0, z, y, x_t = _batch(d=16)
+    net = DropoutNet(p=0.5, seed=1).float().train()
+    dxdt = torch.randn(6, 16)
+    restore = sd_mod.rng_replay("cpu")
+    F_minus, _ = consistency_tangent(net, x_t.float(), t.float(), dxdt, SD, 1.0, y)
+    restore()
+    assert torch.equal(F_minus, net(x_t.float() / SD, t.float(), y).detach())
+    assert not torch.equal(F_minus, net(x_t.float() / SD, t.float(), y).detach())  # a fresh pass draws a new mask
+
+    def first_step_mse_ratio():
+        dist = SCMDistiller(None, SCMConfig(mode="sct", tangent_warmup=0, adaptive_weight=False, seed=4),
+                            student=DropoutNet(p=0.5, seed=1))
+        torch.manual_seed(11)
+        s = dist.step(x0[:1].float(), y[:1])
+        expected = (s["g_norm"] / (s["g_norm"] + 0.1)) ** 2 / 16
+        return s["mse"] / expected
+
+    assert first_step_mse_ratio() == pytest.approx(1.0, rel=1e-5)
+    monkeypatch.setattr(sd_mod, "rng_replay", lambda device: (lambda: None))  # the unsynchronised step
+    assert first_step_mse_ratio() > 1.5

@@ -12,7 +12,12 @@ PF-ODE (sCD) or along the forward process (sCT). Per iteration (Lu & Song 2024, 
    which returns ``cos t sin t dF/dt``; ``g = -cos^2 t (sigma_d F^- - dxdt) - r (cos t sin t x_t + sigma_d JVP)``
    (= ``cos t df^-/dt`` at r = 1), normalised per sample ``g / (||g|| + c)``, tangent warm-up ``r = min(1, it / H)``;
 4. loss ``||F_theta - F^- - g||^2 / D`` weighted adaptively: ``mse / e^u + u`` with ``u = logvar(t)`` from a
-   small Fourier-feature + linear head (EDM2-style; ``u = -w_phi`` of the paper); Adam; EMA of the student.
+   small Fourier-feature + linear head (EDM2-style; ``u = -w_phi`` of the paper); RAdam (the paper's CIFAR-10
+   optimiser, App. G) or Adam; an EMA of the student by half-life in images (CIFAR-10: 0.5 M) or by EDM2's
+   power function (``ema_std`` = sigma_rel, ImageNet), which scales with the run's length.
+
+The JVP pass (F^-) and the loss pass (F_theta) replay the same random draws, so a student with dropout uses
+one dropout mask for both and ``F_theta - F^-`` vanishes at theta = theta^- as Algorithm 1 assumes.
 
 Framework-free (torch and the standard library only).
 """
@@ -27,27 +32,37 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-__all__ = ['MODES', 'SCMConfig', 'sample_t', 'sct_tangent', 'scd_tangent', 'consistency_tangent',
+__all__ = ['MODES', 'OPTIMIZERS', 'SCMConfig', 'sample_t', 'sct_tangent', 'scd_tangent', 'consistency_tangent',
            'normalize_tangent', 'consistency_fn', 'AdaptiveWeight', 'scm_loss', 'ema_update', 'SCMDistiller',
-           'consistency_error']
+           'consistency_error', 'power_ema_exponent', 'ema_decay_at', 'rng_replay']
 
 MODES = ("scd", "sct")
+OPTIMIZERS = ("radam", "adam")
+PAPER_EMA_HALFLIFE = 500_000  # images (Lu & Song 2024, App. G, CIFAR-10)
 
 
 @dataclass
 class SCMConfig:
-    """Hyper-parameters of Algorithm 1 (defaults: the paper's CIFAR-10 sCD values, Lu & Song 2024, App. G, except H)."""
+    """Hyper-parameters of Algorithm 1 (defaults: the paper's CIFAR-10 sCD values, Lu & Song 2024, App. G, except H).
+
+    The EMA is set by at most one of ``ema_decay`` (fixed per iteration), ``ema_halflife`` (images; the paper's
+    CIFAR-10 0.5 M, the default when none is given) or ``ema_std`` (EDM2's power-function EMA with relative
+    width sigma_rel, e.g. 0.05 as the paper's ImageNet sampling EMA: its averaging window grows with the run).
+    """
 
     mode: str = "scd"  # "scd" (distil the teacher's PF-ODE) or "sct" (consistency training on data)
     sigma_data: float = 0.5
     p_mean: float = -1.0  # log-normal time proposal: tau ~ N(p_mean, p_std^2), t = atan(e^tau / sigma_d)
     p_std: float = 1.4
-    lr: float = 1e-4
+    lr: float = 1e-4  # the paper's CIFAR-10 rate at batch 512
     betas: tuple = (0.9, 0.99)
     adam_eps: float = 1e-8
+    optimizer: str = "radam"  # "radam" (the paper's CIFAR-10 choice) or "adam" (its ImageNet choice)
     tangent_c: float = 0.1  # g / (||g|| + c); None or 0 disables the normalisation
     tangent_warmup: int = 10_000  # H: r = min(1, iteration / H); 0 = no warm-up
-    ema_decay: float = 0.999
+    ema_decay: Optional[float] = None  # fixed EMA decay per iteration
+    ema_halflife: Optional[float] = None  # EMA half-life in images (default PAPER_EMA_HALFLIFE when nothing is set)
+    ema_std: Optional[float] = None  # EDM2 power-function EMA, sigma_rel in (0, 0.28]
     cfg_scale: float = 1.0  # sCD teacher guidance F_u + s (F_c - F_u) (1 = no guidance)
     null_class: int = None  # class id the teacher reads as "unconditional" (default: teacher.null_class)
     class_dropout: float = 0.0  # probability of training the student on the null class
@@ -66,8 +81,19 @@ class SCMConfig:
             raise ValueError(f"p_std must be > 0, got {self.p_std}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.ema_decay < 1:
+        chosen = [k for k in ("ema_decay", "ema_halflife", "ema_std") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give one of ema_decay, ema_halflife, ema_std, not {' and '.join(chosen)}")
+        if not chosen:
+            self.ema_halflife = float(PAPER_EMA_HALFLIFE)
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_halflife is not None and not self.ema_halflife > 0:
+            raise ValueError(f"ema_halflife (images) must be > 0, got {self.ema_halflife}")
+        if self.ema_std is not None and not 0 < self.ema_std <= 0.28:
+            raise ValueError(f"ema_std (EDM2 sigma_rel) must be in (0, 0.28], got {self.ema_std}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if int(self.tangent_warmup) < 0:
             raise ValueError(f"tangent_warmup (H, iterations) must be >= 0, got {self.tangent_warmup}")
         if not 0 <= self.class_dropout <= 1:
@@ -189,6 +215,53 @@ def scm_loss(F_theta: torch.Tensor, F_minus: torch.Tensor, g: torch.Tensor,
     return (mse / torch.exp(logvar) + logvar).mean(), mse
 
 
+def power_ema_exponent(std: float) -> float:
+    """EDM2's power-function EMA exponent gamma for a relative width sigma_rel (Karras et al. 2024, Eq. 3):
+    the largest root of gamma^3 + 7 gamma^2 + (16 - s) gamma + (12 - s) with s = sigma_rel^-2 (bisection)."""
+    s = float(std) ** -2
+    if s <= 12:
+        raise ValueError(f"sigma_rel must be < 0.2887 (1/sqrt(12)), got {std}")
+
+    def f(g):
+        return ((g + 7) * g + (16 - s)) * g + (12 - s)
+
+    lo, hi = 0.0, s  # f(0) = 12 - s < 0 and f(s) > 0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def ema_decay_at(config: "SCMConfig", iteration: int, batch: int) -> float:
+    """The EMA decay applied after ``iteration`` (1-based) with ``batch`` images per iteration.
+
+    Fixed ``ema_decay``; half-life in images: 0.5^(batch / half-life); power function (EDM2,
+    ``power_function_beta``): (1 - 1 / iteration)^(gamma + 1), which is 0 at the first iteration."""
+    if config.ema_decay is not None:
+        return float(config.ema_decay)
+    if config.ema_std is not None:
+        return (1.0 - 1.0 / max(1, int(iteration))) ** (power_ema_exponent(config.ema_std) + 1.0)
+    return 0.5 ** (int(batch) / float(config.ema_halflife))
+
+
+def rng_replay(device: Union[str, torch.device]) -> "callable":
+    """Snapshot the global random state that dropout draws from on ``device``; the returned function restores it.
+
+    Algorithm 1 evaluates the student twice per iteration (the JVP pass for F^- and the loss pass for F_theta);
+    restoring the state between them gives both passes the same dropout masks, so F_theta - F^- is 0 at
+    theta = theta^- (as for a network without dropout) instead of the difference of two random masks."""
+    device = torch.device(device)
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def restore() -> None:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+
+    return restore
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -229,7 +302,8 @@ class SCMDistiller:
             p.requires_grad_(False)
         self.weight = AdaptiveWeight(cfg.weight_features, seed=cfg.seed) if cfg.adaptive_weight else None
         params = list(self.student.parameters()) + (list(self.weight.parameters()) if self.weight is not None else [])
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps)
+        opt = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
+        self.optimizer = opt(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps)
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
         self.iteration = 0
         null = cfg.null_class
@@ -262,9 +336,11 @@ class SCMDistiller:
         else:
             dxdt = scd_tangent(self.teacher, x_t, t, sd, labels, cfg.cfg_scale, self.null_class)
         r = self.warmup_r()
+        replay = rng_replay(x0.device)
         F_minus, g = consistency_tangent(self.student, x_t, t, dxdt, sd, r, labels)
         g_norm = g.flatten(1).norm(dim=1)
         g = normalize_tangent(g, cfg.tangent_c)
+        replay()  # the loss pass draws the JVP pass's dropout masks again
         F_theta = _call(self.student, x_t / sd, t, labels)
         logvar = self.weight(t) if self.weight is not None else None
         loss, mse = scm_loss(F_theta, F_minus, g, logvar)
@@ -273,9 +349,10 @@ class SCMDistiller:
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        ema_update(self.ema, self.student, cfg.ema_decay)
         self.iteration += 1
-        return {"iteration": self.iteration, "loss": float(loss.detach()), "mse": float(mse.detach().mean()),
+        decay = ema_decay_at(cfg, self.iteration, B)
+        ema_update(self.ema, self.student, decay)
+        return {"iteration": self.iteration, "ema_decay": decay, "loss": float(loss.detach()), "mse": float(mse.detach().mean()),
                 "g_norm": float(g_norm.mean()), "r": r, "logvar": float(logvar.detach().mean()) if logvar is not None else 0.0}
 
 
