@@ -10,7 +10,7 @@ wanted digit as the verifier, 40 searches = digits 0-9 x repeats 0-3 from the F1
 at budgets of 1, 4, 8, 16, 32 and 64 Heun-10 candidates' worth of NFE (F1's 40 searches) and precision / recall / FD
 of 200 winners per method at 8 and 64 candidates' worth (F2's protocol), with a control (FK's sampler without
 resampling: the best of B // 19 independent particles); it writes f5_beyond.json, f5_beyond.md and
-two PNGs to --out and prints the tables (3-4 min wall on a shared 2-core machine; ``--quick``: 10 searches per
+two PNGs to --out and prints the tables (about 5 min wall, 4 min CPU on a shared 2-core machine; ``--quick``: 10 searches per
 budget and 40 winners per set, under a minute).
 
 Random search runs 64 candidates; its winner at 304 NFE (16 candidates) and 1216 NFE (64) is read off its
@@ -22,7 +22,7 @@ the NFE actually spent, the verifier calls (previews included), and the paired g
 
 ``--tune`` scores a small grid of settings per method on development seeds that the measurement never uses
 (``DEV_BASE``: digits 0-9 x repeats 0-1), so the reported numbers are not tuned on their own searches.
-Framework-free (torch only), one thread: the measurement takes about 10 s on a 2-core machine, --tune about 4 min.
+Framework-free (torch only), one thread: the measurement takes about 15 s on a 2-core machine, --tune about 4 min.
 """
 
 import argparse
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import import_pack  # noqa: E402
 
 BUDGET = 304          # 16 Heun-10 candidates
-RANDOM_CANDIDATES = 64  # 1216 NFE: best-of-64, the README's 15.94 +- 0.31
+RANDOM_CANDIDATES = 64  # 1216 NFE: best-of-64, the README's F1 row at 64 candidates
 CHUNK = 64            # the fidelity study's SEARCH_CHUNK
 DEV_BASE = 8 * 10 ** 9  # development seeds: no phase of the fidelity study uses this base
 
@@ -143,7 +143,7 @@ def main(argv=None):
                      **mean_se(scores), "gain_over_random_304": mean_se([a - b for a, b in zip(scores, r304)]),
                      "gain_over_random_1216": mean_se([a - b for a, b in zip(scores, r1216)]),
                      "settings": DEFAULTS[name]}
-    out["target"] = "reach best-of-64's 15.94 (README F1, 1216 NFE) at <= 304 NFE"
+    out["target"] = "reach best-of-64's mean winner logit (README F1, 1216 NFE) at <= 304 NFE"
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=1, default=list))
     return 0

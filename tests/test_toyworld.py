@@ -38,10 +38,12 @@ def test_trigflow_net_shapes_and_zero_init():
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # raised inside torch.func
-def test_trigflow_net_supports_forward_mode_jvp():
+@pytest.mark.parametrize("arch", [{}, {"time_embedding": "geometric", "max_freq": 64.0, "modulation": "adaln"}],
+                         ids=["paper", "legacy"])
+def test_trigflow_net_supports_forward_mode_jvp(arch):
     """The sCD student needs torch.func.jvp through F; check it against a central finite difference."""
     torch.manual_seed(0)
-    net = models.TrigFlowNet(width=32, blocks=2).double()
+    net = models.TrigFlowNet(width=32, blocks=2, **arch).double()
     for p in net.parameters():  # make the zero-initialised layers non-trivial
         p.data.normal_(0, 0.2)
     x, t, y = torch.randn(3, 64, dtype=torch.float64), torch.rand(3, dtype=torch.float64), torch.tensor([1, 4, 10])
@@ -50,6 +52,69 @@ def test_trigflow_net_supports_forward_mode_jvp():
     eps = 1e-6
     fd = (net(x + eps * tx, t + eps * tt, y) - net(x - eps * tx, t - eps * tt, y)) / (2 * eps)
     assert torch.allclose(jvp, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_positional_time_embedding_is_ddpmpp_positional_embedding():
+    """The original: EDM's PositionalEmbedding (training/networks.py, endpoint=True, max_positions=10000),
+    freqs = (1 / max_positions) ** (arange(n) / (n - 1)), applied to c_noise(t) = t (Lu & Song 2024, Sec. 4.1)."""
+    n = 32
+    edm = (1 / 10000) ** (torch.arange(n, dtype=torch.float32) / (n - 1))
+    assert torch.allclose(models.time_frequencies(n, 1.0, "positional"), edm, rtol=1e-6, atol=0)
+    assert torch.allclose(models.time_frequencies(4, 64.0, "geometric"), torch.tensor([1.0, 4.0, 16.0, 64.0]), rtol=1e-6)
+    emb = models.TrigFlowNet(width=32, blocks=1).time_emb
+    assert torch.equal(emb.freqs, models.time_frequencies(32, 1.0, "positional"))
+    with pytest.raises(ValueError, match="time_embedding must be one of"):
+        models.TrigFlowNet(time_embedding="fourier")
+
+
+def test_double_normalisation_pins_the_modulation():
+    """y = norm(x) pnorm(1 + scale) + pnorm(shift) (the sCM paper's adaptive double normalisation): equal to plain
+    LayerNorm when the modulation is zero, and bounded however large the condition makes scale and shift."""
+    g = torch.Generator().manual_seed(0)
+    h, scale, shift = (torch.randn(4, 64, generator=g) for _ in range(3))
+    ln = torch.nn.functional.layer_norm(h, (64,))
+    zero = torch.zeros(4, 64)
+    # pnorm(1) = 1 / sqrt(1 + eps): LayerNorm up to the eps
+    assert torch.allclose(models.modulate(h, zero, zero, "double"), ln / math.sqrt(1 + models.PNORM_EPS), rtol=1e-6, atol=1e-7)
+    assert torch.equal(models.modulate(h, zero, zero, "adaln"), ln)
+    big = models.modulate(h, 1e6 * scale, 1e6 * shift, "double")
+    # |y| <= |LN(h)| * |pnorm(1 + s)| + |pnorm(b)|, each pnorm with unit RMS: at most sqrt(64) = 8 per coordinate
+    assert torch.isfinite(big).all() and big.abs().max() <= ln.abs().max() * 8 + 8
+    assert torch.allclose(models.pixel_norm(1e6 * shift).pow(2).mean(-1), torch.ones(4), rtol=1e-6)
+    assert models.modulate(h, 1e6 * scale, 1e6 * shift, "adaln").abs().max() > 1e5  # plain AdaLN follows the condition
+    # finite at an all-zero shift (eps inside the root): the JVP through pnorm stays finite there too
+    _, tangent = torch.func.jvp(models.pixel_norm, (zero,), (torch.ones(4, 64),))
+    assert torch.isfinite(tangent).all()
+    with pytest.raises(ValueError, match="modulation must be one of"):
+        models.TrigFlowNet(modulation="adagn")
+
+
+def test_dropout_setting_and_a_legacy_weights_file(tmp_path):
+    net = models.TrigFlowNet(width=32, blocks=2, dropout=0.2)
+    assert [b.drop.p for b in net.blocks] == [0.2, 0.2]
+    net.set_dropout(0.0)
+    assert [b.drop.p for b in net.blocks] == [0.0, 0.0] and net.config["dropout"] == 0.0
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        net.set_dropout(1.5)
+    # a file written before the architecture keys existed (the first teacher) loads as what it was built with
+    from safetensors.torch import load_file, save_file
+
+    legacy = models.TrigFlowNet(width=32, blocks=2, time_embedding="geometric", max_freq=64.0, modulation="adaln")
+    for p in legacy.parameters():
+        p.data.normal_(0, 0.1)
+    path = load.save_weights(legacy, tmp_path / "old.safetensors", "teacher")
+    config = {k: v for k, v in legacy.config.items() if k not in models.LEGACY_CONFIG}
+    save_file(load_file(str(path)), str(path), metadata={"format": "pt", "kind": "teacher", "config": __import__("json").dumps(config), "info": "{}"})
+    back = load.load_teacher(path)
+    assert {k: back.config[k] for k in models.LEGACY_CONFIG} == models.LEGACY_CONFIG
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    as_built, as_today = models.TrigFlowNet(**legacy.config), models.TrigFlowNet(**config)
+    as_built.load_state_dict(state)
+    as_today.load_state_dict(state)  # the same tensors fit today's default architecture: only the config tells them apart
+    x, t, y = torch.randn(3, 64), torch.rand(3), torch.tensor([0, 5, 10])
+    with torch.no_grad():
+        assert torch.equal(back(x, t, y), as_built(x, t, y))
+        assert (back(x, t, y) - as_today(x, t, y)).abs().max() > 1e-2
 
 
 class PointMassF(torch.nn.Module):

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PackError
-from .models import DigitClassifier, TrigFlowDenoiser, TrigFlowNet
+from .models import LEGACY_CONFIG, DigitClassifier, TrigFlowDenoiser, TrigFlowNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -91,8 +91,11 @@ def _load(kind, path, device):
     path = default_path(kind) if path is None else Path(path)
     state, meta = read_weights(path, kind)
     cls = KINDS[kind][1]
+    config = dict(meta["config"])
+    if cls is TrigFlowNet:  # files written before these keys existed were built the legacy way, not today's default
+        config = {**LEGACY_CONFIG, **config}
     try:
-        model = cls(**meta["config"])
+        model = cls(**config)
         model.load_state_dict(state, strict=True)
     except Exception as err:  # noqa: BLE001
         raise WeightsError(f"toy-world {kind} weights {path} do not fit {cls.__name__} "

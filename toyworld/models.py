@@ -18,8 +18,17 @@ from .data import IMAGE_SHAPE, NUM_CLASSES
 SIGMA_DATA = 0.5
 NULL_CLASS = NUM_CLASSES  # class id 10 = "no class", used for classifier-free guidance
 
-TEACHER_CONFIG = {"width": 256, "blocks": 4, "hidden_mult": 1, "time_freqs": 32, "max_freq": 64.0,
-                  "num_classes": NUM_CLASSES, "in_dim": 64}
+# The teacher's architecture. time_embedding "positional" and modulation "double" follow the sCM paper
+# (Lu & Song 2024, Sec. 4.1: c_noise(t) = t with positional time embeddings; adaptive double normalisation).
+TEACHER_CONFIG = {"width": 256, "blocks": 4, "hidden_mult": 1, "time_freqs": 32, "max_freq": 1.0,
+                  "num_classes": NUM_CLASSES, "in_dim": 64, "time_embedding": "positional", "modulation": "double",
+                  "dropout": 0.0}
+
+# What a weights file written before these keys existed was built with (its config lacks them).
+LEGACY_CONFIG = {"time_embedding": "geometric", "modulation": "adaln", "dropout": 0.0}
+
+TIME_EMBEDDINGS = ("geometric", "positional")
+MODULATIONS = ("adaln", "double")
 
 
 def sigma_to_t(sigma, sigma_data=SIGMA_DATA):
@@ -32,16 +41,31 @@ def t_to_sigma(t, sigma_data=SIGMA_DATA):
     return sigma_data * torch.tan(torch.as_tensor(t))
 
 
-class TimeEmbedding(nn.Module):
-    """sin/cos(t * f) for ``n`` frequencies f in geomspace(1, max_freq), then a 2-layer MLP.
+def time_frequencies(n, max_freq, kind):
+    """The ``n`` frequencies f of the sin/cos(t f) time embedding, highest ``max_freq``.
 
-    c_noise(t) = t, as in the sCM paper; the frequencies are a fixed buffer rebuilt from the config.
+    ``positional``: DDPM++ / EDM's positional embedding, f = max_freq * (1/10000)^(i / (n - 1)), i = 0..n-1
+    (max_freq 1 with c_noise(t) = t is the sCM paper's choice, Lu & Song 2024, Sec. 4.1: the embedding
+    varies slowly in t, so dF/dt, which the consistency tangent differentiates, does not oscillate).
+    ``geometric``: geomspace(1, max_freq), the toy world's first teacher (max_freq 64: fast in t).
+    """
+    if kind == "positional":
+        return max_freq * torch.logspace(0.0, -4.0, n) if n > 1 else torch.tensor([float(max_freq)])
+    if kind == "geometric":
+        return torch.logspace(0.0, math.log10(max_freq), n)
+    raise ValueError(f"time_embedding must be one of {TIME_EMBEDDINGS}, got {kind!r}")
+
+
+class TimeEmbedding(nn.Module):
+    """sin/cos(t * f) for ``n`` frequencies (``time_frequencies``), then a 2-layer MLP. c_noise(t) = t.
+
+    The frequencies are a fixed buffer rebuilt from the config.
     """
 
-    def __init__(self, width, n=32, max_freq=64.0):
+    def __init__(self, width, n=32, max_freq=1.0, kind="positional"):
         super().__init__()
         # Not persistent: recomputed from the config in fp32, so fp16 weight files cannot round them.
-        self.register_buffer("freqs", torch.logspace(0.0, math.log10(max_freq), n), persistent=False)
+        self.register_buffer("freqs", time_frequencies(int(n), float(max_freq), kind), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * n, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, t):
@@ -49,14 +73,43 @@ class TimeEmbedding(nn.Module):
         return self.mlp(torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1))
 
 
-class AdaLNBlock(nn.Module):
-    """Residual MLP block: LayerNorm without affine, modulated by the condition (shift, scale),
-    then Linear-SiLU-Linear. The second Linear starts at zero, so every block starts as identity."""
+PNORM_EPS = 1e-4
 
-    def __init__(self, width, hidden):
+
+def pixel_norm(v, eps=PNORM_EPS):
+    """v / sqrt(mean(v^2) + eps) over the last axis: unit RMS per sample (pnorm of the sCM paper, Sec. 4.1).
+    The eps sits inside the root so the map and its derivatives stay finite at v = 0 (JVP-safe)."""
+    return v * torch.rsqrt(v.pow(2).mean(dim=-1, keepdim=True) + eps)
+
+
+def modulate(h, scale, shift, kind):
+    """Adaptive normalisation of h [B, W] by the condition's (scale, shift).
+
+    ``adaln``: LN(h) (1 + scale) + shift (AdaGN/AdaLN; scale and shift can grow without bound).
+    ``double``: LN(h) pnorm(1 + scale) + pnorm(shift), the sCM paper's adaptive double normalisation
+    (Lu & Song 2024, Sec. 4.1, y = norm(x) pnorm(s(t)) + pnorm(b(t)) with s(t) = 1 + scale as in DDPM++'s
+    adaptive scale): the modulation's RMS is pinned to 1, so the time condition cannot blow activations up.
+    Both are LN(h) when scale = shift = 0 (how the zero-initialised layers start; ``double`` up to the factor
+    1 / sqrt(1 + eps) of pnorm(1)).
+    """
+    u = F_.layer_norm(h, h.shape[-1:])
+    if kind == "adaln":
+        return u * (1 + scale) + shift
+    if kind == "double":
+        return u * pixel_norm(1 + scale) + pixel_norm(shift)
+    raise ValueError(f"modulation must be one of {MODULATIONS}, got {kind!r}")
+
+
+class AdaLNBlock(nn.Module):
+    """Residual MLP block: LayerNorm without affine, modulated by the condition (``modulate``),
+    then Linear-SiLU-(Dropout)-Linear. The second Linear starts at zero, so every block starts as identity."""
+
+    def __init__(self, width, hidden, modulation="adaln", dropout=0.0):
         super().__init__()
+        self.modulation = modulation
         self.mod = nn.Linear(width, 2 * width)
         self.fc1 = nn.Linear(width, hidden)
+        self.drop = nn.Dropout(float(dropout))
         self.fc2 = nn.Linear(hidden, width)
         nn.init.zeros_(self.mod.weight)
         nn.init.zeros_(self.mod.bias)
@@ -65,8 +118,8 @@ class AdaLNBlock(nn.Module):
 
     def forward(self, h, c):
         shift, scale = self.mod(c).chunk(2, dim=-1)
-        u = F_.layer_norm(h, h.shape[-1:]) * (1 + scale) + shift
-        return h + self.fc2(F_.silu(self.fc1(u)))
+        u = modulate(h, scale, shift, self.modulation)
+        return h + self.fc2(self.drop(F_.silu(self.fc1(u))))
 
 
 class TrigFlowNet(nn.Module):
@@ -77,17 +130,26 @@ class TrigFlowNet(nn.Module):
     Returns F with x's shape. The output layer is zero-initialised (F = 0 at start).
     """
 
-    def __init__(self, width=256, blocks=4, hidden_mult=1, time_freqs=32, max_freq=64.0, num_classes=NUM_CLASSES, in_dim=64):
+    def __init__(self, width=256, blocks=4, hidden_mult=1, time_freqs=32, max_freq=1.0, num_classes=NUM_CLASSES, in_dim=64,
+                 time_embedding="positional", modulation="double", dropout=0.0):
         super().__init__()
+        if time_embedding not in TIME_EMBEDDINGS:
+            raise ValueError(f"time_embedding must be one of {TIME_EMBEDDINGS}, got {time_embedding!r}")
+        if modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
+        if not 0 <= float(dropout) < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.config = {"width": int(width), "blocks": int(blocks), "hidden_mult": int(hidden_mult), "time_freqs": int(time_freqs),
-                       "max_freq": float(max_freq), "num_classes": int(num_classes), "in_dim": int(in_dim)}
+                       "max_freq": float(max_freq), "num_classes": int(num_classes), "in_dim": int(in_dim),
+                       "time_embedding": time_embedding, "modulation": modulation, "dropout": float(dropout)}
         self.num_classes = int(num_classes)
         self.null_class = int(num_classes)
         self.in_dim = int(in_dim)
-        self.time_emb = TimeEmbedding(width, time_freqs, max_freq)
+        self.modulation = modulation
+        self.time_emb = TimeEmbedding(width, time_freqs, max_freq, time_embedding)
         self.class_emb = nn.Embedding(num_classes + 1, width)
         self.inp = nn.Linear(in_dim, width)
-        self.blocks = nn.ModuleList([AdaLNBlock(width, hidden_mult * width) for _ in range(blocks)])
+        self.blocks = nn.ModuleList([AdaLNBlock(width, hidden_mult * width, modulation, dropout) for _ in range(blocks)])
         self.out_mod = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, in_dim)
         nn.init.zeros_(self.out_mod.weight)
@@ -110,8 +172,15 @@ class TrigFlowNet(nn.Module):
         for blk in self.blocks:
             h = blk(h, c)
         shift, scale = self.out_mod(c).chunk(2, dim=-1)
-        h = F_.layer_norm(h, h.shape[-1:]) * (1 + scale) + shift
-        return self.out(h).reshape(shape)
+        return self.out(modulate(h, scale, shift, self.modulation)).reshape(shape)
+
+    def set_dropout(self, p):
+        """Set the blocks' dropout probability (an sCT student may train with dropout its teacher lacked)."""
+        if not 0 <= float(p) < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        for blk in self.blocks:
+            blk.drop.p = float(p)
+        self.config["dropout"] = float(p)
 
 
 def _labels(class_labels, batch, null_class, device):
