@@ -45,9 +45,28 @@ def test_three_iterations_write_a_loadable_deterministic_student(tmp_path):
     assert 0 < max(diffs) < 0.05
 
 
-def test_bad_arguments_are_refused(tmp_path):
-    with pytest.raises(SystemExit):
-        distill_student.main(["--out", str(tmp_path / "x.safetensors"), "--iterations", "0"])
+def test_sct_with_dropout_runs_and_saves_a_dropout_free_file(tmp_path):
+    """sCT (the paper's consistency training on data, CIFAR-10 dropout 0.2): the student trains with dropout and the
+    saved EMA is the teacher's architecture with dropout 0 (sampling never drops)."""
+    out = tmp_path / "sct.safetensors"
+    args = [a for a in ARGS if a not in ("--ema", "0.9")]
+    info = distill_student.main(["--out", str(out), "--mode", "sct", "--dropout", "0.2"] + args)
+    assert info["method"].startswith("sCT") and info["config"]["mode"] == "sct"
+    assert info["config"]["ema_std"] == distill_student.DEFAULTS["ema_std"] and info["config"]["optimizer"] == "radam"
+    student = load_student(out)
+    assert student.config == load_teacher().config and student.config["dropout"] == 0.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--iterations", "0"], "--iterations must be >= 1"),
+    (["--dropout", "1.0"], "--dropout must be in [0, 1)"),
+    (["--ema", "0.9", "--ema-std", "0.05"], "not allowed with argument"),
+    (["--ema-std", "0.5"], "ema_std (EDM2 sigma_rel) must be in (0, 0.28]"),
+])
+def test_bad_arguments_are_refused(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exc:
+        distill_student.main(["--out", str(tmp_path / "x.safetensors")] + extra)
+    assert message in str(exc.value) + capsys.readouterr().err
 
 
 @pytest.mark.skipif(not default_path("student").is_file(), reason="no committed student weights")
@@ -69,3 +88,18 @@ def test_committed_student_loads_and_samples_the_right_digits():
         acc = (load_classifier()(x.clamp(-1, 1)).argmax(1) == labels).double().mean().item()
     assert x.shape == (100, 1, 8, 8) and torch.isfinite(x).all()
     assert acc >= 0.9, acc
+
+
+def test_training_stability_reads_the_monitor():
+    """Issue 16's stability target: the 2-step FD at twice the best iteration within 1.3x of the best."""
+    rows = [{"iteration": i, "fd2_clamped": f} for i, f in [(500, 9.0), (1000, 5.0), (1500, 5.5), (2000, 6.4), (2500, 7.0)]]
+    s = distill_student.training_stability(rows)
+    assert (s["selected_iteration"], s["fd2_at_2x"], s["ratio"], s["stable"]) == (1000, 6.4, 1.28, True)
+    assert s["max_fd2_after_selected"] == 7.0
+    rows[3]["fd2_clamped"] = 6.6  # 1.32x: unstable
+    assert distill_student.training_stability(rows)["stable"] is False
+    # best in the second half: the run cannot show stability either way
+    late = distill_student.training_stability(rows[:3], rows[1] | {"iteration": 1500})
+    assert late["ratio"] is None and late["stable"] is None
+    with pytest.raises(ValueError, match="no FD monitor rows"):
+        distill_student.training_stability([])
