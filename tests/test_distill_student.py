@@ -52,7 +52,7 @@ def test_sct_with_dropout_runs_and_saves_a_dropout_free_file(tmp_path):
     args = [a for a in ARGS if a not in ("--ema", "0.9")]
     info = distill_student.main(["--out", str(out), "--mode", "sct", "--dropout", "0.2"] + args)
     assert info["method"].startswith("sCT") and info["config"]["mode"] == "sct"
-    assert info["config"]["ema_std"] == distill_student.DEFAULTS["ema_std"] and info["config"]["optimizer"] == "radam"
+    assert info["config"]["ema_halflife"] == distill_student.DEFAULTS["ema_halflife"] and info["config"]["optimizer"] == "radam"
     student = load_student(out)
     assert student.config == load_teacher().config and student.config["dropout"] == 0.0
 
