@@ -53,16 +53,13 @@ def main(argv=None):
     p.add_argument("--t-mids", type=float, nargs="+", default=list(DEFAULT_T_MIDS))
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--monitor-log", default=None,
-                   help="the --log of a longer run of the student's own command (distill_student --iterations 2N): its rows "
-                        "must repeat the student's monitor; stability is then read over it")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
 
     import_pack()
     from noise_search.samplers.scm import T_MIDS_SCM
-    from noise_search.toyworld.distill_student import student_fd, training_stability
-    from noise_search.toyworld.evaluate import FDReference, teacher_report
+    from noise_search.toyworld.distill_student import student_fd, student_samples, training_stability
+    from noise_search.toyworld.evaluate import FDReference, balanced_labels, sample_classes, teacher_report
     from noise_search.toyworld.load import load_classifier, load_student, teacher_denoiser
 
     t0 = time.perf_counter()
@@ -86,9 +83,6 @@ def main(argv=None):
     student.append({"model": "student", "sampler": "scm", "steps": 3, "nfe": 3, "t_mid": list(T_MIDS_SCM[3]),
                     **_mean([student_fd(student_net, ref, 3, seeds=[s], per_class=args.per_class) for s in args.seeds])})
 
-    from noise_search.toyworld.distill_student import student_samples
-    from noise_search.toyworld.evaluate import balanced_labels, sample_classes
-
     labels = balanced_labels(args.per_class)
     n_ref = max(args.teacher_steps) if 50 not in args.teacher_steps else 50
     seed = args.seeds[0]
@@ -109,14 +103,7 @@ def main(argv=None):
         target[kind] = {"fd_student_2step": s2[k], "fd_student_1step": s1[k], "fd_teacher": t50[k], "ratio": round(ratio, 4),
                         "meets_1.25x": bool(ratio <= 1.25), "meets_1.10x": bool(ratio <= 1.10), "fd2_lt_fd1": bool(s2[k] < s1[k])}
     history, selected = info.get("history"), info.get("selected")
-    if args.monitor_log:
-        longer = [json.loads(line) for line in Path(args.monitor_log).read_text().splitlines() if line.strip()]
-        keys = ("iteration", "fd1_clamped", "fd2_clamped", "fd2_raw")
-        if [{k: r[k] for k in keys} for r in longer[:len(history or [])]] != [{k: r[k] for k in keys} for r in history or []]:
-            raise SystemExit(f"scm_fd: {args.monitor_log} does not repeat the student's own monitor rows: not a longer run of its command")
-        history = longer
     target["stability"] = training_stability(history, selected) if history else {"note": "the student's file has no training monitor"}
-    target["stability"]["monitor"] = args.monitor_log or "the student's own training monitor"
     target["best_2step_t_mid_on_these_seeds"] = {"t_mid": best2["t_mid"], "fd_clamped": best2["fd_clamped"],
                                                  "ratio_clamped": round(best2["fd_clamped"] / t50["fd_clamped"], 4),
                                                  "note": "chosen on the benchmark seeds themselves: optimistic"}
