@@ -12,7 +12,7 @@ own monitor), so each row shows the 2-step and 1-step FD over training, not only
 adaptive double normalisation, RAdam at lr 1e-4 and batch 512, tangent warm-up over 2.5% of the run, EMA
 half-life 0.5 M images, EDM2's inverse square-root lr decay as in the paper's ImageNet runs); ``power_ema``
 uses EDM2's power EMA (sigma_rel 0.05) instead; ``constant_lr`` also drops the decay (the paper's CIFAR-10
-schedule) and is the base every leave-one-out variant changes one thing of; ``old`` is the recipe and teacher before issue 16 (at its own batch 128, as many images) and ``sct``
+schedule) and is the base every leave-one-out variant changes one thing of; ``old`` is the toy world's first recipe and teacher (at its own batch 128, as many images) and ``sct``
 consistency training on the data with dropout 0.2 (the paper's CIFAR-10 sCT). Teachers other than the committed one are trained first with ``train_teacher`` (about a
 minute each) into ``--out``. Stability: the 2-step FD at twice the best iteration, over the best (target
 <= 1.3); a run whose best is in its second half cannot show it and says so.
@@ -63,7 +63,7 @@ VARIANTS = {
                      ["--lr-ref", "0", "--ema-halflife", "500000"]),
     "long_warmup": ("tangent warm-up over 17% of the run (the old run's share)", "committed",
                     ["--lr-ref", "0", "--ema-std", "0.05", "--tangent-warmup", "680"]),
-    "old": ("the recipe before: old teacher, Adam 2e-4, batch 128, EMA 0.998, H 500, lr decay from 40%", "legacy",
+    "old": ("the first recipe: old teacher, Adam 2e-4, batch 128, EMA 0.998, H 500, lr decay from 40%", "legacy",
             ["--lr-ref", "0", "--optimizer", "adam", "--lr", "2e-4", "--batch", "128", "--ema", "0.998",
              "--tangent-warmup", "500", "--lr-decay-start", "0.4"]),
     "sct_paper": ("sCT with the shipped recipe and dropout 0.2 (the paper's CIFAR-10 sCT dropout)", "committed",
@@ -146,7 +146,7 @@ def markdown(summary, histories, images_per_iteration):
     lines = ["# sCD on the toy world: which of the sCM paper's techniques matter", "",
              "Written by `python benchmarks/scm_ablation.py --out docs/scm_ablation` (one training seed per variant: the "
              "CPU budget; FD of 2000 samples on the selection seeds 100 and 101, clamped, as the distillation's own "
-             "monitor). Stability: the 2-step FD at twice the best iteration over the best (issue 16's target <= 1.3). "
+             "monitor). Stability: the 2-step FD at twice the best iteration over the best (target <= 1.3). "
              "dF/dt sign changes: how often F's response to t changes direction along t (16 digits, t from 0.01 to "
              "1.56), for the variant's teacher and its saved student. `toyworld/README.md` reads the table.", "",
              "| variant | change | best 2-step FD (iteration) | its 1-step FD | 2-step FD at 2x best (ratio) | final 2-step / 1-step FD "

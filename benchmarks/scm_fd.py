@@ -6,7 +6,7 @@ Teacher: Heun on EDM's rho = 7 grid (toyworld.evaluate, 2N - 1 NFE) at 10, 25 an
 sampling (samplers.scm) at 1 step, 2 steps for each intermediate time, and 3 steps at the default times.
 Protocol (toyworld/README.md): 2000 samples, 200 per class, against the 1797 real digits, classifier features;
 every number is the mean over ``--seeds`` (0 and 1 by default: the distillation selected its checkpoint
-on seeds 100 and 101, so these are held out). Target check (issue 16): FD(student, 2 steps at the student's
+on seeds 100 and 101, so these are held out). Target check (the pack's distillation targets): FD(student, 2 steps at the student's
 t_mid) <= 1.25 x FD(teacher Heun 50), goal 1.10 x, and FD(2 steps) < FD(1 step), both clamped and raw; and the
 training was stable: in the student's own monitor (its weights' metadata), the 2-step FD at twice the selected
 checkpoint's iteration is within 1.3 x of the selected one.

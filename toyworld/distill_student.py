@@ -44,7 +44,7 @@ DEFAULTS = {"mode": "scd", "iterations": 8000, "batch": 512, "lr": 1e-4, "lr_dec
             "eval_every": 500, "t_mid": 1.1, "select_seeds": [100, 101], "seed": 0, "threads": 1}
 
 
-STABLE_RATIO = 1.3  # issue 16's stability target: 2-step FD at twice the best iteration within 1.3x of the best
+STABLE_RATIO = 1.3  # the pack's stability target for a distillation: 2-step FD at twice the best iteration within 1.3x of the best
 
 
 def training_stability(history, selected=None):
